@@ -1,0 +1,1 @@
+"""Multimodal and CLIP-guided image-to-image translation on PyTorch Lightning + Hydra."""
