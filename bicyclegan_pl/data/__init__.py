@@ -1,0 +1,15 @@
+"""Datasets and LightningDataModules.
+
+Modules, one job each:
+- `errors`: `DatasetError`, the exception for problems a user can fix.
+- `shapes`: procedural objects (random shape specs, their masks and outlines).
+- `appearance`: the appearance palette, painting and classifying appearances.
+- `synthetic`: the embedded synthetic paired and unpaired datasets.
+- `transforms`: joint A/B transforms for paired images (identical crop and flip).
+- `paired`: the pix2pix single-file "AB" folder dataset.
+- `datamodules`: LightningDataModules over those datasets.
+- `download`: `python -m bicyclegan_pl.data.download NAME --root DIR`.
+
+Nothing is imported here so that `python -m bicyclegan_pl.data.download` stays light;
+import from the modules (`bicyclegan_pl.data.datamodules.SyntheticPairedDataModule`).
+"""

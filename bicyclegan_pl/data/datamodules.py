@@ -1,0 +1,224 @@
+"""LightningDataModules: synthetic paired (the default), synthetic unpaired, paired folders.
+
+The training loader always uses a `DistributedSampler` (also on one process), built from the
+attached trainer's world size and rank. Its order is a pure function of (seed, epoch):
+Lightning calls `set_epoch` on it every epoch and keeps it rather than inserting its own, so
+a run resumed from a checkpoint sees the same batches as an uninterrupted one, and DDP ranks
+split every epoch into disjoint shards. Partial batches are dropped, as BicycleGAN splits
+every batch in two halves and skips incomplete ones. Validation is sequential and fixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.data.appearance import appearance_palette
+from bicyclegan_pl.data.paired import PairedFolderDataset
+from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpairedDataset
+
+# Validation is split into at least this many batches when the set is small, so per-batch
+# hooks (sample grids, metrics) run a few times even on a 4-item val set.
+MIN_VAL_BATCHES = 4
+
+
+class _TranslationDataModule(L.LightningDataModule):
+    """Loader logic shared by every data module; subclasses build `train_set`/`val_set`."""
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int, input_nc: int, output_nc: int) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.input_nc = input_nc
+        self.output_nc = output_nc
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set = self._build()
+
+    def _replicas(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer, (1, 0) without one."""
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def _pin_memory(self) -> bool:
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
+
+    def train_sampler(self) -> DistributedSampler:
+        """The shuffling sampler of this process: order = f(seed, epoch, rank)."""
+        self.setup("fit")
+        world_size, rank = self._replicas()
+        if len(self.train_set) < self.batch_size * world_size:
+            raise DatasetError(
+                f"The training set has {len(self.train_set)} items, fewer than one batch of {self.batch_size} "
+                f"on each of {world_size} process(es); lower data.batch_size or add data."
+            )
+        return DistributedSampler(
+            self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = self.train_sampler()
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self._pin_memory(),
+        )
+
+    def val_batch_size(self) -> int:
+        """batch_size, reduced for small val sets so validation has >= MIN_VAL_BATCHES batches."""
+        self.setup("validate")
+        return max(1, min(self.batch_size, len(self.val_set) // MIN_VAL_BATCHES))
+
+    def val_dataloader(self) -> DataLoader:
+        batch_size = self.val_batch_size()
+        return DataLoader(
+            self.val_set,
+            batch_size=batch_size,
+            shuffle=False,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self._pin_memory(),
+        )
+
+
+class SyntheticPairedDataModule(_TranslationDataModule):
+    """The embedded default: outline -> one of `num_appearances` colour fills, generated on
+    the fly at `crop_size` pixels. Train and val are disjoint; val is fixed for a seed.
+    `palette` ((K, 3) in [-1, 1]) is what `appearance.classify_appearance` compares with."""
+
+    def __init__(
+        self,
+        crop_size: int = 64,
+        input_nc: int = 1,
+        output_nc: int = 3,
+        num_appearances: int = 4,
+        train_size: int = 2000,
+        val_size: int = 64,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if output_nc != 3:
+            raise ValueError(f"the synthetic targets are colour images: output_nc must be 3, got {output_nc}")
+        super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
+        self.save_hyperparameters()
+        self.crop_size = crop_size
+        self.num_appearances = num_appearances
+        self.palette = appearance_palette(num_appearances)
+        self.train_size = train_size
+        self.val_size = val_size
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        common = dict(image_size=self.crop_size, seed=self.seed, num_appearances=self.num_appearances, input_nc=self.input_nc)
+        return (
+            SyntheticPairedDataset(self.train_size, split="train", **common),
+            SyntheticPairedDataset(self.val_size, split="val", **common),
+        )
+
+
+class SyntheticUnpairedDataModule(_TranslationDataModule):
+    """Unpaired synthetic domains for CycleGAN-style systems: A = flat fill, B = striped
+    fill with a dark outline, drawn independently. Both domains are RGB."""
+
+    def __init__(
+        self,
+        crop_size: int = 64,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_appearances: int = 4,
+        train_size: int = 2000,
+        val_size: int = 64,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if (input_nc, output_nc) != (3, 3):
+            raise ValueError(f"both synthetic unpaired domains are RGB: need input_nc=output_nc=3, got {input_nc}, {output_nc}")
+        super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
+        self.save_hyperparameters()
+        self.crop_size = crop_size
+        self.num_appearances = num_appearances
+        self.train_size = train_size
+        self.val_size = val_size
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        common = dict(image_size=self.crop_size, seed=self.seed, num_appearances=self.num_appearances)
+        return (
+            SyntheticUnpairedDataset(self.train_size, split="train", **common),
+            SyntheticUnpairedDataset(self.val_size, split="val", **common),
+        )
+
+
+class PairedFolderDataModule(_TranslationDataModule):
+    """pix2pix AB folders: `root/train` for training, `root/val` (or `root/test` when there
+    is no val) for validation. Options read like pix2pix's: direction, load_size,
+    crop_size, input_nc, output_nc, flip (pix2pix `--no_flip` is `flip: false`).
+    `val_size` keeps only the first (sorted) val files, to bound validation time."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        direction: str = "AtoB",
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        val_split: str | None = None,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.direction = direction
+        self.load_size = load_size
+        self.crop_size = crop_size
+        self.flip = flip
+        self.val_split = val_split
+        self.val_size = val_size
+
+    def _eval_split(self) -> str:
+        if self.val_split is not None:
+            return self.val_split
+        # Sets without val/ (e.g. some facades copies) validate on test/; if neither
+        # exists, asking for "val" gives the error that names the folder looked at.
+        return next((split for split in ("val", "test") if (self.root / split).is_dir()), "val")
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        common = dict(
+            root=self.root,
+            direction=self.direction,
+            load_size=self.load_size,
+            crop_size=self.crop_size,
+            input_nc=self.input_nc,
+            output_nc=self.output_nc,
+        )
+        train = PairedFolderDataset(split="train", train=True, flip=self.flip, **common)
+        val = PairedFolderDataset(split=self._eval_split(), train=False, **common)
+        if self.val_size is not None:
+            val = Subset(val, range(min(self.val_size, len(val))))
+        return train, val

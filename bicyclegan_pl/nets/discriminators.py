@@ -1,0 +1,79 @@
+"""PatchGAN discriminators: one scale (CycleGAN NLayerDiscriminator) and several (junyanz D_NLayersMulti).
+
+They output raw scores (no sigmoid); the adversarial loss decides how to read them.
+"""
+
+import torch
+from torch import nn
+
+from bicyclegan_pl.nets.layers import get_norm_layer
+
+MAX_CHANNEL_MULTIPLIER = 8
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: a map of real/fake scores, each for one receptive field (70x70 with n_layers=3).
+
+    Conv4 s2 + LeakyReLU, then n_layers - 1 x [Conv4 s2, norm, LeakyReLU], then Conv4 s1, norm,
+    LeakyReLU, and a final Conv4 s1 to one channel. Biases are dropped before BatchNorm only,
+    which cancels them (CycleGAN).
+    """
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be at least 1; got {n_layers}")
+        norm_layer = get_norm_layer(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        multiplier = 1
+        for n in range(1, n_layers + 1):  # the last of these keeps the resolution (stride 1)
+            previous, multiplier = multiplier, min(2**n, MAX_CHANNEL_MULTIPLIER)
+            layers += [
+                nn.Conv2d(
+                    ndf * previous, ndf * multiplier, kernel_size=4, stride=2 if n < n_layers else 1, padding=1,
+                    bias=use_bias,
+                ),
+                norm_layer(ndf * multiplier),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers.append(nn.Conv2d(ndf * multiplier, 1, kernel_size=4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class MultiscalePatchDiscriminator(nn.Module):
+    """num_D PatchGANs on successively halved copies of the input (junyanz D_NLayersMulti).
+
+    Scale i has round(ndf / 2**i) base channels and sees the input average-pooled i times, so
+    coarser scales judge larger structures at little extra cost. forward always returns a list
+    (also for num_D=1), unlike the reference, whose num_D=1 tensor output makes its GAN loss
+    iterate over the batch dimension.
+    """
+
+    def __init__(
+        self, input_nc: int, ndf: int = 64, n_layers: int = 3, num_D: int = 2, norm: str = "instance"
+    ) -> None:
+        super().__init__()
+        if num_D < 1:
+            raise ValueError(f"num_D must be at least 1; got {num_D}")
+        scale_widths = [int(round(ndf / 2**i)) for i in range(num_D)]
+        if min(scale_widths) < 1:
+            raise ValueError(f"ndf={ndf} is too small for num_D={num_D}: scale widths would be {scale_widths}")
+        self.scales = nn.ModuleList(
+            PatchDiscriminator(input_nc, width, n_layers, norm) for width in scale_widths
+        )
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        predictions = []
+        for index, scale in enumerate(self.scales):
+            if index > 0:
+                x = self.downsample(x)
+            predictions.append(scale(x))
+        return predictions

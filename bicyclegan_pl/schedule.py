@@ -1,0 +1,283 @@
+"""The training-schedule engine shared by every system (DESIGN.md section 3).
+
+What the seed reports ablate most is the ORDER in which optimisers step and how loss terms
+are grouped into backward passes. A schedule is therefore data: an ordered list of phases,
+each naming the optimisers it steps and the backward passes (groups of loss terms) that
+produce their gradients. This module parses that data and executes it against a *host*
+(the LightningModule), which owns the nets, the optimisers and the loss terms.
+
+Guarantees (tested in tests/test_schedule.py and tests/test_bicyclegan_schedule.py):
+- a backward pass accumulates gradient only into the parameters of its ``into`` optimisers
+  (default: the ones the phase steps), via ``backward(inputs=...)``, so no parameter's
+  ``requires_grad`` is ever toggled (that is unsafe under ``torch.compile``);
+- forward results are computed lazily, cached, and dropped as soon as a phase steps an
+  optimiser whose parameters they depend on, so nothing backpropagates through a stale
+  graph; detached results (for discriminator losses) may be reused, as the references do;
+- all random draws of an iteration are made by the host before the first phase, so two
+  schedules of the same system differ only in order.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+
+class ScheduleError(ValueError):
+    """A schedule or loss-weight configuration that cannot run; the message says what to change."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class BackwardGroup:
+    """Loss terms summed (with their weights) into one backward pass."""
+
+    terms: tuple[str, ...]
+    into: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Zero the grads of ``step``, run the backward groups, then step ``step`` in order."""
+
+    name: str
+    step: tuple[str, ...]
+    backward: tuple[BackwardGroup, ...]
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence) or not value or not all(isinstance(v, str) for v in value):
+        raise ScheduleError(f"{where} must be a non-empty list of names, got {value!r}")
+    return tuple(value)
+
+
+def parse_schedule(
+    raw: Sequence[Mapping[str, Any]],
+    optimizer_names: Sequence[str],
+    term_names: Sequence[str],
+    loss_weights: Mapping[str, float],
+) -> tuple[Phase, ...]:
+    """Validate a schedule from the config and return it as immutable phases.
+
+    Errors name the phase and key at fault and list the valid choices.
+    """
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise ScheduleError("model.schedule must be a non-empty list of phases")
+    known_optimizers, known_terms = set(optimizer_names), set(term_names)
+    unknown_weights = set(loss_weights) - known_terms
+    if unknown_weights:
+        raise ScheduleError(
+            f"model.loss_weights has unknown terms {sorted(unknown_weights)}; known terms: {sorted(known_terms)}"
+        )
+    phases: list[Phase] = []
+    used_terms: set[str] = set()
+    for index, phase in enumerate(raw):
+        name = str(phase.get("name", f"phase_{index}"))
+        where = f"model.schedule[{index}] ({name})"
+        extra = set(phase) - {"name", "step", "backward"}
+        if extra:
+            raise ScheduleError(f"{where} has unknown keys {sorted(extra)}; allowed: name, step, backward")
+        step = _names(phase.get("step"), f"{where}.step")
+        for optimizer in step:
+            if optimizer not in known_optimizers:
+                raise ScheduleError(
+                    f"{where}.step names unknown optimiser {optimizer!r}; this system has {list(optimizer_names)}"
+                )
+        groups_raw = phase.get("backward")
+        if not isinstance(groups_raw, Sequence) or isinstance(groups_raw, str) or not groups_raw:
+            raise ScheduleError(f"{where}.backward must be a non-empty list of {{terms: [...], into: [...]}}")
+        groups = []
+        for group_index, group in enumerate(groups_raw):
+            group_where = f"{where}.backward[{group_index}]"
+            terms = _names(group.get("terms"), f"{group_where}.terms")
+            for term in terms:
+                if term not in known_terms:
+                    raise ScheduleError(f"{group_where} names unknown loss term {term!r}; known: {sorted(known_terms)}")
+            into = _names(group["into"], f"{group_where}.into") if group.get("into") is not None else step
+            outside = [o for o in into if o not in step]
+            if outside:
+                raise ScheduleError(
+                    f"{group_where}.into {outside} must be optimisers this phase steps ({list(step)}): "
+                    "gradients for an optimiser that is not stepped would be wiped before its own phase"
+                )
+            used_terms.update(terms)
+            groups.append(BackwardGroup(terms=terms, into=into))
+        phases.append(Phase(name=name, step=step, backward=tuple(groups)))
+    unused = [t for t, w in loss_weights.items() if w and t not in used_terms]
+    if unused:
+        raise ScheduleError(
+            f"loss terms {unused} have non-zero weights but no phase of model.schedule uses them; "
+            "add them to a backward group or set their weight to 0"
+        )
+    return tuple(phases)
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """How to compute one forward result, and which optimisers' nets it runs directly.
+
+    Dependencies on other results are discovered while computing (``results[name]`` calls
+    inside ``compute``), so a spec only lists the nets it calls itself.
+    """
+
+    compute: Callable[["ForwardResults"], Any]
+    nets: tuple[str, ...] = ()
+
+
+def _detach(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, tuple):
+        return tuple(_detach(v) for v in value)
+    return value
+
+
+class ForwardResults:
+    """Lazily computed forward results of one iteration.
+
+    ``results[name]`` returns a value with its autograd graph, computing it if it is missing
+    or was invalidated by an optimiser step. ``results.detached(name)`` returns the latest
+    value without graph, even if computed before an update (as the references do for the
+    discriminators' fakes); if there is none yet it computes one under ``no_grad``.
+    """
+
+    def __init__(self, specs: Mapping[str, ResultSpec], inputs: Mapping[str, Any]):
+        self.inputs = inputs
+        self._specs = specs
+        self._values: dict[str, tuple[Any, frozenset[str]]] = {}
+        self._detached: dict[str, Any] = {}
+        self._dependency_stack: list[set[str]] = []
+
+    def _spec(self, name: str) -> ResultSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(f"unknown forward result {name!r}; known: {sorted(self._specs)}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            spec = self._spec(name)
+            self._dependency_stack.append(set(spec.nets))
+            try:
+                value = spec.compute(self)
+            finally:
+                dependencies = frozenset(self._dependency_stack.pop())
+            self._values[name] = (value, dependencies)
+            self._detached[name] = _detach(value)
+        value, dependencies = self._values[name]
+        if self._dependency_stack:
+            self._dependency_stack[-1].update(dependencies)
+        return value
+
+    def detached(self, name: str) -> Any:
+        if name not in self._detached:
+            with torch.no_grad():
+                self._detached[name] = _detach(self._spec(name).compute(self))
+        return self._detached[name]
+
+    def invalidate(self, updated: Sequence[str]) -> None:
+        """Forget (and so free the graphs of) every result that depends on an updated optimiser."""
+        updated_set = set(updated)
+        for name in [n for n, (_, deps) in self._values.items() if deps & updated_set]:
+            del self._values[name]
+
+    def cached(self) -> dict[str, frozenset[str]]:
+        """Names of the results currently held with their graphs, with their dependencies."""
+        return {name: deps for name, (_, deps) in self._values.items()}
+
+
+class ScheduleHost(Protocol):
+    """What the engine needs from a system (implemented by the LightningModule base class)."""
+
+    def compute_loss_term(self, name: str, results: ForwardResults) -> Tensor: ...
+
+    def parameters_of(self, optimizer_names: Sequence[str]) -> list[torch.nn.Parameter]: ...
+
+    def zero_grad_of(self, optimizer_name: str) -> None: ...
+
+    def backward_into(self, loss: Tensor, parameters: list[torch.nn.Parameter]) -> None: ...
+
+    def step_optimizer(self, optimizer_name: str) -> None: ...
+
+    def all_ranks_agree(self, flag: bool) -> bool: ...
+
+
+class ScheduleEngine:
+    """Runs the phases of a schedule for one iteration."""
+
+    def __init__(self, phases: Sequence[Phase], loss_weights: Mapping[str, float], on_nonfinite: str = "raise"):
+        if on_nonfinite not in ("raise", "skip"):
+            raise ScheduleError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        self.phases = tuple(phases)
+        self.loss_weights = dict(loss_weights)
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
+
+    def run_iteration(self, host: ScheduleHost, results: ForwardResults, iteration: int) -> dict[str, Tensor]:
+        """Run every phase in order; return the (detached, unweighted) value of each term computed."""
+        logged: dict[str, Tensor] = {}
+        for phase in self.phases:
+            self.run_phase(host, phase, results, iteration, logged)
+        return logged
+
+    def run_phase(
+        self, host: ScheduleHost, phase: Phase, results: ForwardResults, iteration: int, logged: dict[str, Tensor]
+    ) -> None:
+        for optimizer_name in phase.step:
+            host.zero_grad_of(optimizer_name)
+        finite = True
+        for group in phase.backward:
+            total, values = self._weighted_sum(host, group, results)
+            logged.update({name: value.detach() for name, value in values.items()})
+            if total is None or not total.requires_grad:
+                continue
+            if not self._is_finite(host, total):
+                finite = False
+                self._handle_nonfinite(values, phase, iteration)
+                break
+            host.backward_into(total, host.parameters_of(group.into))
+        if not finite:
+            for optimizer_name in phase.step:
+                host.zero_grad_of(optimizer_name)
+            return
+        for optimizer_name in phase.step:
+            host.step_optimizer(optimizer_name)
+        results.invalidate(phase.step)
+
+    def _weighted_sum(
+        self, host: ScheduleHost, group: BackwardGroup, results: ForwardResults
+    ) -> tuple[Tensor | None, dict[str, Tensor]]:
+        total: Tensor | None = None
+        values: dict[str, Tensor] = {}
+        for term in group.terms:
+            weight = self.loss_weights.get(term, 1.0)
+            if not weight:
+                continue  # weight 0 turns a term off: not even computed
+            value = host.compute_loss_term(term, results)
+            values[term] = value
+            weighted = value * weight
+            total = weighted if total is None else total + weighted
+        return total, values
+
+    @staticmethod
+    def _is_finite(host: ScheduleHost, total: Tensor) -> bool:
+        return host.all_ranks_agree(bool(torch.isfinite(total.detach()).all()))
+
+    def _handle_nonfinite(self, values: Mapping[str, Tensor], phase: Phase, iteration: int) -> None:
+        bad = {name: float(v.detach().float().mean()) for name, v in values.items() if not torch.isfinite(v).all()}
+        where = f"at iteration {iteration} (phase {phase.name!r})"
+        description = ", ".join(f"{name}={value}" for name, value in bad.items()) or "on another rank"
+        if self.on_nonfinite == "raise":
+            raise NonFiniteLossError(
+                f"non-finite loss {description} {where}. Lower the learning rate or this term's weight, "
+                "or set model.on_nonfinite=skip to skip such steps"
+            )
+        self.skipped_steps += 1

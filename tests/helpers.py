@@ -1,0 +1,102 @@
+"""Shared test helpers: tiny BicycleGANs built from the real configs, and a CPU trainer."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader, Dataset
+
+from bicyclegan_pl.config import register_resolvers
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+EXPERIMENTS = sorted(
+    p.stem for p in (Path(CONF_DIR) / "experiment").glob("bicycle_*.yaml")
+)
+TINY_NETS = [
+    "model.generator.ngf=8",
+    "model.encoder.nef=8",
+    "model.encoder.n_blocks=3",
+    "model.discriminator.ndf=8",
+    "model.discriminator.n_layers=2",  # 3 layers need >= 64 px for the second (half-size) scale
+    "data.crop_size=32",
+]
+
+
+def compose_config(*overrides: str, tiny: bool = True) -> DictConfig:
+    """The config a user gets from `python -m bicyclegan_pl.train <overrides>` (hydra paths filled in)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*overrides, *(TINY_NETS if tiny else [])], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = "/tmp/unused"
+        cfg.hydra.runtime.cwd = str(Path(CONF_DIR).parent)
+    # resolve ${hydra:...} now, then drop the hydra node as a real run does
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+
+def build_model(*overrides: str, tiny: bool = True):
+    cfg = compose_config(*overrides, tiny=tiny)
+    return instantiate(cfg.model, _convert_="all"), cfg
+
+
+class FixedBatches(Dataset):
+    """Items of a list of pre-made batches, in order (so the loader reproduces them exactly)."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]):
+        self.items = [{k: v[i] for k, v in b.items()} for b in batches for i in range(len(next(iter(b.values()))))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.items[index]
+
+
+def random_batches(count: int, batch_size: int, size: int = 32, input_nc: int = 1, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "A": torch.rand(batch_size, input_nc, size, size, generator=generator) * 2 - 1,
+            "B": torch.rand(batch_size, 3, size, size, generator=generator) * 2 - 1,
+        }
+        for _ in range(count)
+    ]
+
+
+def loader(batches: list[dict[str, torch.Tensor]]) -> DataLoader:
+    return DataLoader(FixedBatches(batches), batch_size=len(batches[0]["A"]), shuffle=False)
+
+
+def cpu_trainer(**kwargs) -> L.Trainer:
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        max_epochs=1,
+        deterministic=True,
+    )
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+def state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def clone(module: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(module)
