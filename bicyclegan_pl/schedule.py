@@ -235,14 +235,16 @@ class ScheduleEngine:
             host.zero_grad_of(optimizer_name)
         finite = True
         for group in phase.backward:
-            total, values = self._weighted_sum(host, group, results)
+            total, values, weighted_values = self._weighted_sum(host, group, results)
             logged.update({name: value.detach() for name, value in values.items()})
-            if total is None or not total.requires_grad:
+            if total is None:
                 continue
             if not self._is_finite(host, total):
                 finite = False
-                self._handle_nonfinite(values, phase, iteration)
+                self._handle_nonfinite(weighted_values, phase, iteration)
                 break
+            if not total.requires_grad:
+                continue
             host.backward_into(total, host.parameters_of(group.into))
         if not finite:
             for optimizer_name in phase.step:
@@ -254,27 +256,31 @@ class ScheduleEngine:
 
     def _weighted_sum(
         self, host: ScheduleHost, group: BackwardGroup, results: ForwardResults
-    ) -> tuple[Tensor | None, dict[str, Tensor]]:
+    ) -> tuple[Tensor | None, dict[str, Tensor], dict[str, Tensor]]:
+        """Returns (sum of weighted terms, raw term values, weighted term values)."""
         total: Tensor | None = None
         values: dict[str, Tensor] = {}
+        weighted_values: dict[str, Tensor] = {}
         for term in group.terms:
             weight = self.loss_weights.get(term, 1.0)
             if not weight:
                 continue  # weight 0 turns a term off: not even computed
             value = host.compute_loss_term(term, results)
             values[term] = value
-            weighted = value * weight
+            weighted_values[term] = weighted = value * weight
             total = weighted if total is None else total + weighted
-        return total, values
+        return total, values, weighted_values
 
     @staticmethod
     def _is_finite(host: ScheduleHost, total: Tensor) -> bool:
         return host.all_ranks_agree(bool(torch.isfinite(total.detach()).all()))
 
-    def _handle_nonfinite(self, values: Mapping[str, Tensor], phase: Phase, iteration: int) -> None:
-        bad = {name: float(v.detach().float().mean()) for name, v in values.items() if not torch.isfinite(v).all()}
+    def _handle_nonfinite(self, weighted_values: Mapping[str, Tensor], phase: Phase, iteration: int) -> None:
+        bad = {
+            name: float(v.detach().float().mean()) for name, v in weighted_values.items() if not torch.isfinite(v).all()
+        }
         where = f"at iteration {iteration} (phase {phase.name!r})"
-        description = ", ".join(f"{name}={value}" for name, value in bad.items()) or "on another rank"
+        description = ", ".join(f"{name} (weighted) = {value}" for name, value in bad.items()) or "on another rank"
         if self.on_nonfinite == "raise":
             raise NonFiniteLossError(
                 f"non-finite loss {description} {where}. Lower the learning rate or this term's weight, "

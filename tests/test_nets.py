@@ -149,11 +149,27 @@ def test_first_block_norm_removes_exactly_one_instance_norm() -> None:
     assert isinstance(with_norm.encoder[2], nn.InstanceNorm2d)
 
 
-def test_resnet_latent_generator_feeds_z_to_every_residual_block() -> None:
+def test_resnet_latent_generator_feeds_z_to_the_image_and_every_residual_block() -> None:
     generator = ResnetLatentGenerator(3, 3, 8, ngf=NGF, n_blocks=3)
-    dim = 4 * NGF
     assert generator.encoder[1].in_channels == 3 + 8
-    assert [block.body[1].in_channels for block in generator.blocks] == [dim + 8] * 3
+    assert [(block.latent_shift.in_features, block.latent_shift.out_features) for block in generator.blocks] == [
+        (8, 4 * NGF)
+    ] * 3
+
+
+@pytest.mark.parametrize("first_block_norm, input_z_matters", [(True, False), (False, True)])
+def test_first_block_instance_norm_erases_the_z_concatenated_to_the_image(
+    first_block_norm: bool, input_z_matters: bool
+) -> None:
+    """Seed 000's ablation: with the first InstanceNorm, z at the input has no effect at all."""
+    torch.manual_seed(0)
+    generator = ResnetLatentGenerator(3, 3, 8, ngf=NGF, n_blocks=2, first_block_norm=first_block_norm).eval()
+    with torch.no_grad():
+        for block in generator.blocks:  # leave the image input as z's only way in
+            block.latent_shift.weight.zero_()
+        x = torch.randn(2, 3, 32, 32)
+        difference = (generator(x, torch.randn(2, 8)) - generator(x, torch.randn(2, 8))).abs().max()
+    assert (difference > 1e-4) == input_z_matters
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])

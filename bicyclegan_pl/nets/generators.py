@@ -152,38 +152,44 @@ class UnetGenerator(nn.Module):
 
 
 class LatentResidualBlock(nn.Module):
-    """CycleGAN residual block whose first 3x3 convolution also sees the tiled z.
+    """CycleGAN residual block that also receives z: [pad, conv3, norm, + shift(z), ReLU, pad, conv3, norm] + x.
 
-    z is concatenated to the block input and enters the residual branch only; the identity path
-    carries x unchanged (like the U-Net skip, which excludes z). This adds no layer (only nz extra
-    input channels to a convolution that exists anyway), lets z interact spatially with the
-    features, and reduces exactly to the CycleGAN block when nz == 0.
+    Concatenating the tiled z to the block input would be useless here: reflection padding keeps
+    the tiled z spatially constant, so the convolution adds a per-channel constant, which the
+    InstanceNorm right after it subtracts exactly. z therefore enters after the first norm and
+    before the ReLU, as a per-channel shift computed by a linear layer (the same as concatenating
+    the tiled z there and applying a 1x1 convolution to its channels). The ReLU turns that shift
+    into a spatially varying change, and the identity path carries x unchanged.
     """
 
     def __init__(self, dim: int, nz: int, norm_layer: NormFactory, use_bias: bool, use_dropout: bool) -> None:
         super().__init__()
-        self.nz = nz
-        body: list[nn.Module] = [
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim + nz, dim, kernel_size=3, bias=use_bias),
-            norm_layer(dim),
-            nn.ReLU(inplace=True),
-        ]
+        self.convolve = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, bias=use_bias), norm_layer(dim)
+        )
+        self.latent_shift = nn.Linear(nz, dim) if nz else None
+        rest: list[nn.Module] = [nn.ReLU(inplace=True)]
         if use_dropout:
-            body.append(nn.Dropout(0.5))
-        body += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, bias=use_bias), norm_layer(dim)]
-        self.body = nn.Sequential(*body)
+            rest.append(nn.Dropout(0.5))
+        rest += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, bias=use_bias), norm_layer(dim)]
+        self.rest = nn.Sequential(*rest)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        return x + self.body(concat_latent(x, z) if self.nz else x)
+        hidden = self.convolve(x)
+        if self.latent_shift is not None:
+            hidden = hidden + self.latent_shift(z)[:, :, None, None]
+        return x + self.rest(hidden)
 
 
 class ResnetLatentGenerator(nn.Module):
     """Seed 000's generator: the CycleGAN ResNet generator "modified to incorporate latent integration".
 
-    z is concatenated to the input image and to the input of every residual block. The seed
-    reports that removing the InstanceNorm of the first 7x7 block helped ("it could be disrupting
-    the interaction between latent dimension and input"): `first_block_norm=False` is that ablation.
+    z is concatenated to the input image and fed to every residual block (see LatentResidualBlock).
+    The seed reports that removing the InstanceNorm of the first 7x7 block helped ("it could be
+    disrupting the interaction between latent dimension and input"); `first_block_norm=False` is
+    that ablation. Indeed, with that norm the z concatenated to the image has no effect at all:
+    the reflection-padded, spatially constant z channels only add a per-channel constant to the
+    convolution output, which the InstanceNorm removes.
     """
 
     def __init__(
@@ -236,7 +242,9 @@ class ResnetLatentGenerator(nn.Module):
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        check_divisible(x, 2**self.n_downsampling, "ResnetLatentGenerator", f"n_downsampling={self.n_downsampling}")
+        check_divisible(
+            x, 2**self.n_downsampling, "ResnetLatentGenerator", f"n_downsampling={self.n_downsampling}"
+        )
         check_latent(z, self.nz, x.shape[0])
         hidden = self.encoder(concat_latent(x, z) if self.nz else x)
         for block in self.blocks:
@@ -270,10 +278,19 @@ class PlainGenerator(nn.Module):
         for depth in range(1, num_downs):
             outer_nc, inner_nc = _unet_channels(depth, ngf)
             innermost = depth == num_downs - 1
-            encoder += [nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(outer_nc, inner_nc, kernel_size=4, stride=2, padding=1)]
-            if not innermost:
+            encoder += [
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(outer_nc, inner_nc, kernel_size=4, stride=2, padding=1),
+            ]
+            if not innermost:  # as in the U-Net: the 1x1 bottleneck is not normalised
                 encoder.append(norm_layer(inner_nc))
-            decoder = [nn.ReLU(inplace=True), *upsample_layers(inner_nc, outer_nc, "basic"), norm_layer(outer_nc), *decoder]
+            # The decoder is built from the inside out, mirroring the encoder.
+            decoder = [
+                nn.ReLU(inplace=True),
+                *upsample_layers(inner_nc, outer_nc, "basic"),
+                norm_layer(outer_nc),
+                *decoder,
+            ]
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
 
