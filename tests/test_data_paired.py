@@ -25,6 +25,11 @@ def normalised(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
+def close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal up to float rounding (the dataset scales by 1/255 then normalises)."""
+    return torch.allclose(actual, expected, rtol=0.0, atol=1e-6)
+
+
 def write_ab(path: Path, left: np.ndarray, right: np.ndarray) -> None:
     """Save an AB file (lossless PNG so pixel values survive exactly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +61,8 @@ def test_direction_selects_which_half_is_the_input(ab_root):
     left, right = colour_left_gray_right(16, 0)
     forward = PairedFolderDataset(ab_root, "train", "AtoB", load_size=16, crop_size=16, train=False)[0]
     backward = PairedFolderDataset(ab_root, "train", "BtoA", load_size=16, crop_size=16, train=False)[0]
-    assert torch.allclose(forward["A"], normalised(left)) and torch.allclose(forward["B"], normalised(right))
-    assert torch.allclose(backward["A"], normalised(right)) and torch.allclose(backward["B"], normalised(left))
+    assert close(forward["A"], normalised(left)) and close(forward["B"], normalised(right))
+    assert close(backward["A"], normalised(right)) and close(backward["B"], normalised(left))
     assert forward["path"] == backward["path"] == str(ab_root / "train" / "0_AB.png")
 
 
@@ -71,8 +76,8 @@ def test_flip_is_identical_for_a_and_b(ab_root):
         item = dataset[0]
         red = item["A"][0]
         assert torch.equal(red, item["B"][0])  # B went through the same flip
-        is_flipped = torch.allclose(red, original.flip(-1))
-        assert is_flipped or torch.allclose(red, original)
+        is_flipped = close(red, original.flip(-1))
+        assert is_flipped or close(red, original)
         flipped_seen.add(is_flipped)
     assert flipped_seen == {True, False}  # flips happen, and not always
 
@@ -85,7 +90,7 @@ def test_random_crop_is_identical_for_a_and_b(ab_root):
         item = dataset[1]
         assert item["A"].shape == (3, 12, 12) and item["B"].shape == (3, 12, 12)
         assert torch.equal(item["A"][0], item["B"][0])
-        crops.add(item["A"][0].flatten()[:4].tolist().__repr__())
+        crops.add(tuple(item["A"][0, 0].tolist()))
     assert len(crops) > 3  # the crop position varies from call to call
 
 

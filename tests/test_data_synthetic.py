@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
 from bicyclegan_pl.data.appearance import appearance_palette, classify_appearance
+from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.data.datamodules import SyntheticPairedDataModule, SyntheticUnpairedDataModule
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpairedDataset
 
@@ -207,6 +208,16 @@ def test_partial_batches_are_dropped_and_small_val_sets_give_several_batches():
     again = SyntheticPairedDataModule(crop_size=16, train_size=21, val_size=8, batch_size=8, seed=0)
     again.setup("validate")
     assert all(torch.equal(x["B"], y["B"]) for x, y in zip(val_batches, again.val_dataloader()))
+
+
+def test_loader_options():
+    datamodule = SyntheticPairedDataModule(crop_size=16, train_size=16, val_size=8, batch_size=4, num_workers=2)
+    loader = datamodule.train_dataloader()
+    assert loader.drop_last and loader.persistent_workers and loader.num_workers == 2
+    assert loader.pin_memory == torch.cuda.is_available()
+    assert not SyntheticPairedDataModule(crop_size=16, train_size=16, val_size=8).train_dataloader().persistent_workers
+    with pytest.raises(DatasetError, match="fewer than one batch"):
+        SyntheticPairedDataModule(crop_size=16, train_size=3, val_size=8, batch_size=4).train_dataloader()
 
 
 def epoch_order(datamodule, epoch: int) -> list[int]:

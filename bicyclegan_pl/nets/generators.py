@@ -66,7 +66,8 @@ class UnetBlock(nn.Module):
         # always LeakyReLU(0.2) in the reference). Not in-place: its input may be the skip.
         self.down_activation = nn.Identity() if outermost else nn.LeakyReLU(0.2)
         down: list[nn.Module] = [nn.Conv2d(input_nc + nz, inner_nc, kernel_size=4, stride=2, padding=1)]
-        if not (outermost or innermost):  # the innermost level is 1x1 at full depth: nothing to normalise
+        # No down-norm on the raw image (outermost) nor on the 1x1 bottleneck (innermost), as in the reference.
+        if not (outermost or innermost):
             down.append(norm_layer(inner_nc))
         self.down = nn.Sequential(*down)
         self.submodule = submodule
