@@ -1,0 +1,140 @@
+"""`python -m bicyclegan_pl.train` as a user runs it: run folder contents, resume, errors, multirun + report."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TINY = [
+    "model.generator.ngf=8",
+    "model.encoder.nef=8",
+    "model.encoder.n_blocks=3",
+    "model.discriminator.ndf=8",
+    "model.discriminator.n_layers=2",
+    "data.crop_size=32",
+    "data.train_size=8",
+    "data.val_size=8",
+    "data.batch_size=4",
+    "callbacks.sample_grid.num_inputs=4",
+    "callbacks.sample_grid.num_samples=3",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def run_train(*args: str, module: str = "bicyclegan_pl.train") -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_training_run_leaves_checkpoints_samples_config_and_curves(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(*TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run_dir / "checkpoints").glob("best-epoch*.ckpt"))) == 1
+    # sample grids after every epoch: 4 rows (inputs) x 6 columns (input, truth, encoded, 3 z)
+    grids = sorted((run_dir / "samples").glob("epoch_*.png"))
+    assert [g.name for g in grids] == ["epoch_000.png", "epoch_001.png"]
+    image = Image.open(grids[-1])
+    tile = 96 + 2  # 32 px shown at 3x, 2 px padding
+    assert image.width == 6 * tile + 2 and image.height == 4 * tile + 2 + 16
+    # configs: Hydra's and the resolved one, with the schedule in it
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert resolved["model"]["schedule"][0]["step"] == ["E", "G"]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    # loss curves: CSV per step, and an offline W&B run to `wandb sync` later
+    header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for term in ("vae_l1", "kl", "vae_gan", "clr_gan", "clr_latent", "d_vae", "d_clr"):
+        assert f"train/{term}_step" in header and f"train/{term}_epoch" in header
+    assert "val/recon_l1" in header and "val/diversity_l1" in header
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    # the checkpoint carries the iteration counter and the resolved config
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["iteration"] == 4  # 2 epochs x (8 items / batch 4)
+    assert checkpoint["run_config"]["model"]["nz"] == 8
+
+    # resume the interrupted run from its last checkpoint to a third epoch
+    result = run_train(*TINY, "trainer.max_epochs=3", "logger=csv", f"hydra.run.dir={run_dir}", "ckpt_path=last")
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["iteration"] == 6  # continued, not restarted
+    assert (run_dir / "samples" / "epoch_002.png").is_file()
+
+
+def test_experiment_runs_exactly_as_written(tmp_path):
+    result = run_train("+experiment=bicycle_order_b", *TINY, "trainer.max_epochs=1", "logger=csv",
+                       f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resolved = yaml.safe_load((tmp_path / "config_resolved.yaml").read_text())
+    assert resolved["name"] == "bicycle_order_b"
+    assert [phase["step"] for phase in resolved["model"]["schedule"]] == [["E"], ["G"], ["D_vae"], ["D_clr"]]
+
+
+def test_unknown_experiment_lists_the_options():
+    result = run_train("+experiment=bicycle_nope")
+    assert result.returncode != 0
+    assert "Could not find 'experiment/bicycle_nope'" in result.stderr
+    assert "bicycle_order_b" in result.stderr  # Hydra lists the available experiments
+
+
+def test_unknown_config_key_is_named():
+    result = run_train("model.not_a_key=1")
+    assert result.returncode != 0 and "not_a_key" in result.stderr
+
+
+def test_missing_dataset_names_path_and_download_command(tmp_path):
+    missing = tmp_path / "datasets" / "edges2shoes"
+    result = run_train("data=edges2shoes", f"data.root={missing}", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert "python -m bicyclegan_pl.data.download edges2shoes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_schedule_is_reported_without_traceback(tmp_path):
+    result = run_train("model.schedule=[{name: p, step: [X], backward: [{terms: [kl]}]}]", "logger=csv",
+                       f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "unknown optimiser 'X'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "edges2shoes_mini").is_dir(), reason="needs ../shared/data/edges2shoes_mini")
+def test_trains_on_real_edges2shoes_subset(tmp_path):
+    result = run_train(
+        "data=edges2shoes", f"data.root={SHARED_DATA / 'edges2shoes_mini'}", "data.direction=BtoA",
+        "data.val_size=4", "data.num_workers=0",
+        *[o for o in TINY if not o.startswith("data.train_size") and not o.startswith("data.val_size")],
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "logger=csv", f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "samples" / "epoch_000.png").is_file()
+
+
+def test_multirun_sweep_gives_one_folder_and_wandb_run_per_job_and_report(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_train("-m", "+sweep=bicycle_accum", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    for index, job in enumerate(jobs):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        assert f"+experiment=bicycle_accum_{index + 1}" in overrides
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+    report = run_train(str(sweep_dir), module="bicyclegan_pl.report")
+    assert report.returncode == 0, report.stderr
+    table = [line for line in report.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 4  # header + one row per job
+    assert "val/recon_l1" in table[0]
+    assert all(f"bicycle_accum_{i}" in report.stdout for i in range(1, 5))
+    assert (sweep_dir / "report.png").stat().st_size > 10_000
