@@ -60,9 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-sizes", type=_int_list, default=[2, 8],
         help="batch size per size (same length as --sizes, or one value for all); even (batch split)",
     )
-    parser.add_argument("--iterations", type=int, default=4, help="timed iterations per run")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before the timed ones")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per (config, method), interleaved; medians reported")
+    parser.add_argument("--iterations", type=int, default=8, help="timed iterations per run")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations before the timed ones")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per (config, method), interleaved; medians reported")
     parser.add_argument("--methods", default="lightning,plain", help="comma-separated subset of lightning,plain")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch.set_num_threads in every run")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -71,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="model.compile=true (torch.compile of each net)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the data")
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    parser.add_argument(
+        "--max-other-cores", type=float, default=0.25,
+        help="CPU runs during which other processes kept more cores busy are left out of the medians when possible",
+    )
     parser.add_argument("--target", type=float, default=TARGET_OVERHEAD_PERCENT, help="overhead target in %%")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the overhead target is not met")
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
@@ -172,20 +176,42 @@ def weights_digest(model) -> str:
     return digest.hexdigest()[:16]
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds all processes of the machine have used so far (user, system, irq, steal)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _Marks:
-    """Timestamps: marks[0] = start of batch 0, marks[k] = end of batch k-1 (device synchronised)."""
+    """Timestamps: values[0] = start of batch 0, values[k] = end of batch k-1 (device synchronised).
+
+    With each timestamp, the machine's and this process's CPU time, so a run can tell how many
+    cores other processes took while it was timed (a shared machine makes CPU timings unreliable).
+    """
 
     def __init__(self, sync):
         self.sync = sync
         self.values: list[float] = []
+        self.cpu: list[tuple[float, float]] = []
 
     def start(self) -> None:
         self.sync()
         self.values.append(time.perf_counter())
+        self.cpu.append((busy_cpu_seconds(), own_cpu_seconds()))
 
-    def end(self) -> None:
-        self.sync()
-        self.values.append(time.perf_counter())
+    end = start
+
+    def other_cores(self, first: int) -> float:
+        """Average number of cores busy with other processes between values[first] and the end."""
+        (busy_0, own_0), (busy_1, own_1) = self.cpu[first], self.cpu[-1]
+        return max(0.0, (busy_1 - busy_0) - (own_1 - own_0)) / (self.values[-1] - self.values[first])
 
 
 class _SectionTimer:
@@ -330,6 +356,10 @@ def run_plain(model, cfg, loader, args, device, marks: _Marks) -> dict:
             loss_z_L1.backward(inputs=params_G)
             opt_E.step()
             opt_G.step()
+            # free the E/G graphs before the D steps, as the schedule engine does (it drops the
+            # results of an optimiser once it steps); the D steps use the fakes detached
+            fake_B_encoded, fake_B_random = fake_B_encoded.detach(), fake_B_random.detach()
+            del mu, logvar, z_encoded, mu2, loss_G_GAN, loss_G_GAN2, loss_G_L1, kl, loss_kl, loss_z_L1
             # update_D(): D on (fake_B_encoded, real_B_encoded), D2 on (fake_B_random, real_B_random)
             for net, optimizer, fake, real in (
                 (D, opt_D, fake_B_encoded, real_B_encoded),
@@ -339,7 +369,7 @@ def run_plain(model, cfg, loader, args, device, marks: _Marks) -> dict:
                 loss_D = gan_loss(net(fake.detach()), False) + gan_loss(net(real), True)
                 loss_D.backward(inputs=list(net.parameters()))
                 optimizer.step()
-        del mu, logvar, z_encoded, fake_B_encoded, fake_B_random, mu2
+        del fake_B_encoded, fake_B_random, loss_D
         marks.end()
     total = args.warmup + args.iterations
     if iteration + 1 != total:
@@ -400,6 +430,8 @@ def worker(args: argparse.Namespace) -> None:
         "threads_after": torch.get_num_threads(),
         "seconds": seconds,
         "images_per_s": args.batch_size * args.iterations / seconds,
+        "other_cores_busy": marks.other_cores(args.warmup),
+        "cpu_cores": os.cpu_count(),
         "iteration_seconds": per_iteration,
         "rss_before_mib": rss_before / 2**20,
         "rss_peak_mib": rss_peak / 2**20,
@@ -497,33 +529,45 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
     device = results[0]["device"]
     cuda = device.startswith("cuda")
     memory_key = "cuda_peak_mib" if cuda else "rss_growth_mib"
-    rows, all_met, notes = [], True, []
+    rows, all_met, notes, dropped_any = [], True, [], False
     for size, batch_size in zip(args.sizes, args.batch_sizes):
-        per_method = {
+        every = {
             m: [r for r in results if r["method"] == m and r["size"] == size and r["batch_size"] == batch_size]
             for m in args.methods
         }
+        # runs timed while other processes took CPU are unreliable: leave them out of the medians
+        # when every method keeps at least one clean run
+        clean = {m: [r for r in rs if cuda or r["other_cores_busy"] <= args.max_other_cores] for m, rs in every.items()}
+        use_clean = all(clean.values())
+        per_method = clean if use_clean else every
+        dropped = sum(len(every[m]) - len(per_method[m]) for m in every)
+        dropped_any |= dropped > 0 or not use_clean
         seconds = {m: _median([r["seconds"] for r in rs]) for m, rs in per_method.items()}
         overhead = None
         if "lightning" in seconds and "plain" in seconds:
             overhead = 100 * (seconds["lightning"] / seconds["plain"] - 1)
             all_met &= overhead <= args.target
-            per_iteration = {m: _median([t for r in rs for t in r["iteration_seconds"][r["warmup"] :]]) for m, rs in per_method.items()}
+            per_iteration = {
+                m: _median([t for r in rs for t in r["iteration_seconds"][r["warmup"] :]]) for m, rs in per_method.items()
+            }
             robust = 100 * (per_iteration["lightning"] / per_iteration["plain"] - 1)
-            digests = {r["weights_digest"] for rs in per_method.values() for r in rs}
+            digests = {r["weights_digest"] for rs in every.values() for r in rs}
             lightning_runs = per_method["lightning"]
-            pairs = ", ".join(
-                f"{100 * (l['seconds'] / p['seconds'] - 1):+.1f} %" for l, p in zip(lightning_runs, per_method["plain"])
-            )
             step = sum(r["training_step_seconds"] for r in lightning_runs)
             logging = sum(r["logging_seconds"] for r in lightning_runs)
             timed = sum(r["seconds"] for r in lightning_runs)
             n_iter = sum(r["iterations"] for r in lightning_runs)
+            mean_iteration = timed / n_iter
+            outside = (timed - step) / n_iter
+            log_cost = logging / n_iter
+            caveats = [f"{dropped} contended run(s) left out"] if dropped else []
+            if not use_clean:
+                caveats.append("no clean run of some method: medians over ALL runs")
             notes.append(
-                f"- {size} px, batch {batch_size}: overhead from median per-iteration times {robust:+.1f} %; "
-                f"per-repeat overheads {pairs}; "
-                f"Lightning loop outside training_step {1e3 * (timed - step) / n_iter:.1f} ms/iter, "
-                f"self.log/log_dict {1e3 * logging / n_iter:.2f} ms/iter; "
+                f"- {size} px, batch {batch_size}: " + "".join(f"{c}; " for c in caveats) +
+                f"overhead from the median per-iteration times {robust:+.1f} %; "
+                f"Lightning loop outside training_step {1e3 * outside:.1f} ms/iter ({100 * outside / mean_iteration:.2f} %), "
+                f"self.log/log_dict inside it {1e3 * log_cost:.1f} ms/iter ({100 * log_cost / mean_iteration:.2f} %); "
                 f"final weights {'identical' if len(digests) == 1 else 'DIFFERENT'} across methods and repeats"
             )
         for method in args.methods:
@@ -545,10 +589,25 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
     print("|---:|---:|---|---:|---:|---:|")
     print("\n".join(rows))
     print()
-    print(f"peak memory: {memory_label}" + ("" if cuda else " (peak RSS minus RSS after building model and data; fresh process per run)"))
+    print(
+        f"images/s = batch x timed iterations / their wall time; overhead = lightning time / plain time - 1 "
+        f"(medians); peak memory: {memory_label}"
+        + ("" if cuda else " (peak RSS minus the RSS after building model and data; fresh process per run)")
+    )
     if not cuda:
         absolute = {m: _median([r["rss_peak_mib"] for r in results if r["method"] == m]) for m in args.methods}
         print("absolute peak RSS (median over all runs): " + ", ".join(f"{m} {v:.0f} MiB" for m, v in absolute.items()))
+    others = [r["other_cores_busy"] for r in results]
+    print(
+        f"other processes kept {statistics.mean(others):.2f} of {results[0]['cpu_cores']} cores busy on average "
+        f"during the timed iterations (max {max(others):.2f} in one run)"
+    )
+    if not cuda and dropped_any:
+        print(
+            f"WARNING: the machine was shared while timing (runs with other processes above {args.max_other_cores:g} "
+            "cores are left out of the medians where possible). With every core running a torch thread, other "
+            "processes stall OpenMP regions and CPU timings swing by several times: re-run on an idle machine."
+        )
     threads = {r["threads_after"] for r in results}
     if threads != {args.threads}:
         print(f"WARNING: torch threads after the runs were {sorted(threads)}, set {args.threads}")
@@ -587,8 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         memory = result.get("cuda_peak_mib", result["rss_growth_mib"])
         print(
             f"[{index}/{len(runs)}] {size} px, batch {batch_size}, {method:9s}: {result['images_per_s']:.3f} images/s, "
-            f"{result['seconds'] / result['iterations']:.2f} s/iter, peak memory {memory:.0f} MiB "
-            f"(process {result['process_seconds']:.0f} s)",
+            f"{result['seconds'] / result['iterations']:.2f} s/iter, peak memory {memory:.0f} MiB, "
+            f"other processes {result['other_cores_busy']:.2f} cores (process {result['process_seconds']:.0f} s)",
             flush=True,
         )
     met = summarize(args, results, time.perf_counter() - start)

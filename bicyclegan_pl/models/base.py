@@ -181,7 +181,8 @@ class ScheduledTranslationModule(L.LightningModule):
         optimizers, schedulers = [], []
         for name, module in self.optimizer_groups().items():
             kwargs = {"lr": self.learning_rates[name]} if name in self.learning_rates else {}
-            optimizer = self.optimizer_factory(module.parameters(), **kwargs)
+            # the group name makes LearningRateMonitor log lr-Adam/G, lr-Adam/E, ...
+            optimizer = self.optimizer_factory([{"params": list(module.parameters()), "name": name}], **kwargs)
             optimizers.append(optimizer)
             if self.lr_scheduler_config:
                 schedulers.append(self._make_scheduler(optimizer))
@@ -212,7 +213,7 @@ class ScheduledTranslationModule(L.LightningModule):
         if self.engine.skipped_steps > skipped_before:
             warnings.warn(f"skipped a step with a non-finite loss at iteration {self.iteration}", stacklevel=1)
         self.iteration += 1
-        batch_size = next(iter(batch.values())).shape[0]
+        batch_size = batch["A"].shape[0]
         logs = {f"train/{name}": value.float() for name, value in values.items()}
         self.log_dict(logs, on_step=True, on_epoch=True, batch_size=batch_size)
         for name in self.progress_bar_terms:
