@@ -58,7 +58,7 @@ class BicycleGAN(ScheduledTranslationModule):
         self.encoder = encoder(input_nc=output_nc, nz=nz)
         self.discriminator_vae = discriminator(input_nc=output_nc)
         self.discriminator_clr = discriminator(input_nc=output_nc)
-        init = dict(init or {"type": "xavier", "gain": 0.02})
+        init = dict(init or {})
         if init.get("type"):
             for net in (self.generator, self.encoder, self.discriminator_vae, self.discriminator_clr):
                 init_weights(net, init_type=init["type"], gain=float(init.get("gain", 0.02)))
