@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed (GPU)")
     parser.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
     parser.add_argument("--compile", action="store_true", help="model.compile=true (torch.compile of each net)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark=True (CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the data")
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     parser.add_argument(
@@ -393,9 +394,8 @@ def build(args: argparse.Namespace):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # both paths (Lightning keeps the session's value)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda" and args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True  # both paths (a Trainer without benchmark= keeps it)
     cfg = compose_config(config_overrides(args, args.size, args.batch_size))
     torch.manual_seed(args.seed)  # same initial weights for both methods
     model = instantiate(cfg.model, _convert_="all")
@@ -522,6 +522,7 @@ def run_worker(args: argparse.Namespace, method: str, size: int, batch_size: int
         "--seed", str(args.seed),
         *(["--channels-last"] if args.channels_last else []),
         *(["--compile"] if args.compile else []),
+        *(["--cudnn-benchmark"] if args.cudnn_benchmark else []),
         *[f"--override={o}" for o in args.override],
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -605,7 +606,8 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
     print()
     print(
         f"bicycle_reference training throughput on {device} ({args.threads} threads, precision {args.precision}"
-        f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}); "
+        f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}"
+        f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}); "
         f"{args.warmup} warm-up + {args.iterations} timed iterations, median of {args.repeats} interleaved runs"
     )
     print()
