@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
     parser.add_argument("--compile", action="store_true", help="model.compile=true (torch.compile of each net)")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark=True (CUDA)")
+    parser.add_argument(
+        "--worker-env", action="append", default=[], metavar="KEY=VALUE",
+        help="environment variable for every run (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=4294967296",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the data")
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     parser.add_argument(
@@ -98,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not args.methods or any(m not in METHODS for m in args.methods):
         parser.error(f"--methods must be a subset of {','.join(METHODS)}")
+    if any("=" not in item for item in args.worker_env):
+        parser.error("--worker-env takes KEY=VALUE")
     if args.iterations < 1 or args.warmup < 0 or args.repeats < 1:
         parser.error("need --iterations >= 1, --warmup >= 0, --repeats >= 1")
     return args
@@ -526,6 +532,7 @@ def run_worker(args: argparse.Namespace, method: str, size: int, batch_size: int
         *[f"--override={o}" for o in args.override],
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.update(item.split("=", 1) for item in args.worker_env)
     start = time.perf_counter()
     process = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=args.timeout)
     lines = [line for line in process.stdout.splitlines() if line.startswith(RESULT_MARKER)]
@@ -580,6 +587,12 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
             mean_iteration = timed / n_iter
             outside = (timed - step) / n_iter
             log_cost = logging / n_iter
+            faults = {
+                m: sum(r["minor_page_faults"] for r in rs) / sum(r["iterations"] for r in rs) for m, rs in per_method.items()
+            }
+            system = {
+                m: sum(r["system_cpu_seconds"] for r in rs) / sum(r["iterations"] for r in rs) for m, rs in per_method.items()
+            }
             caveats = [f"{dropped} contended run(s) left out"] if dropped else []
             if not use_clean:
                 caveats.append("no clean run of some method: medians over ALL runs")
@@ -593,7 +606,9 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
                 ) +
                 f"Lightning loop outside training_step {1e3 * outside:.1f} ms/iter ({100 * outside / mean_iteration:.2f} %), "
                 f"self.log/log_dict inside it {1e3 * log_cost:.1f} ms/iter ({100 * log_cost / mean_iteration:.2f} %); "
-                f"final weights {'identical' if len(digests) == 1 else 'DIFFERENT'} across methods and repeats"
+                f"final weights {'identical' if len(digests) == 1 else 'DIFFERENT'} across methods and repeats; "
+                f"minor page faults/iter lightning {faults['lightning'] / 1e3:.0f}k vs plain {faults['plain'] / 1e3:.0f}k, "
+                f"system CPU {system['lightning']:.2f} vs {system['plain']:.2f} s/iter"
             )
         for method in args.methods:
             runs = per_method[method]
@@ -607,7 +622,7 @@ def summarize(args: argparse.Namespace, results: list[dict], total_seconds: floa
     print(
         f"bicycle_reference training throughput on {device} ({args.threads} threads, precision {args.precision}"
         f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}"
-        f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}); "
+        f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}{''.join(', ' + e for e in args.worker_env)}); "
         f"{args.warmup} warm-up + {args.iterations} timed iterations, median of {args.repeats} interleaved runs"
     )
     print()
