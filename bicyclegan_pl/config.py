@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -13,10 +14,18 @@ def _log2(size: int) -> int:
     return int(value)
 
 
+def _eval_dir(checkpoint: str, split: str) -> str:
+    """<run folder>/eval/<checkpoint name>-<split> for <run folder>/checkpoints/<name>.ckpt."""
+    path = Path(checkpoint).expanduser().absolute()
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return str(run_dir / "eval" / f"{path.stem}-{split}")
+
+
 RESOLVERS = {
     "log2": _log2,
     "div_ceil": lambda a, b: -(-int(a) // int(b)),
     "div_floor": lambda a, b: int(a) // int(b),
+    "eval_dir": _eval_dir,
 }
 
 
@@ -24,3 +33,16 @@ def register_resolvers() -> None:
     for name, function in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
+
+
+def find_cause(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``types`` in ``error``'s chain: Hydra wraps errors raised while
+    instantiating (InstantiationException), and a user error must still reach the user as such."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, types):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -12,14 +12,20 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from bicyclegan_pl import distributed  # noqa: F401  (registers the ddp_manual_sync strategy)
-from bicyclegan_pl.config import register_resolvers
+from bicyclegan_pl.callbacks.metrics import MetricsConfigurationError
+from bicyclegan_pl.config import find_cause, register_resolvers
 from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 from bicyclegan_pl.schedule import NonFiniteLossError, ScheduleError
 
 register_resolvers()
+
+# mistakes a user fixes (data path, schedule, settings, missing weights): a message, not a traceback
+USER_ERRORS = (DatasetError, ScheduleError, NonFiniteLossError, MetricsConfigurationError, WeightsNotFoundError)
 
 
 def _instantiate_all(section: DictConfig | None) -> list[Any]:
@@ -49,6 +55,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
+    if not loggers:  # logger=none: nothing to send learning rates to (Lightning would refuse to start)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
     for logger in trainer.loggers:
         logger.log_hyperparams(model.run_config)
@@ -66,8 +74,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (DatasetError, ScheduleError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        cause = find_cause(error, USER_ERRORS)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     finally:
         _finish_wandb()

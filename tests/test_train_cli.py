@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+CACHE = Path(tempfile.mkdtemp(prefix="bicyclegan_test_cache_"))  # real-image statistics of this session
 TINY = [
     "model.generator.ngf=8",
     "model.encoder.nef=8",
@@ -26,11 +28,14 @@ TINY = [
     "callbacks.sample_grid.num_inputs=4",
     "callbacks.sample_grid.num_samples=3",
     "trainer.log_every_n_steps=1",
+    # metrics after the last epoch with the fast conv features; LPIPS weights are absent here
+    "metrics/feature_extractor=conv",
+    "metrics.lpips.allow_download=false",
 ]
 
 
 def run_train(*args: str, module: str = "bicyclegan_pl.train") -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "BICYCLEGAN_CACHE": str(CACHE)}
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
@@ -57,6 +62,13 @@ def test_training_run_leaves_checkpoints_samples_config_and_curves(tmp_path):
     for term in ("vae_l1", "kl", "vae_gan", "clr_gan", "clr_latent", "d_vae", "d_clr"):
         assert f"train/{term}_step" in header and f"train/{term}_epoch" in header
     assert "val/recon_l1" in header and "val/diversity_l1" in header
+    # evaluation metrics after the last epoch (callbacks.metrics); LPIPS skipped with the file named
+    for metric in ("fid_conv", "kid_mean_conv", "is_mean_conv", "mode_coverage", "mode_kl", "mask_iou"):
+        assert f"val/{metric}" in header
+    assert "lpips_diversity is skipped" in result.stderr and "alexnet-owt-7be5be79.pth" in result.stderr
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    prefixes = {key.split(".")[0] for key in checkpoint["state_dict"]}
+    assert prefixes == {"generator", "encoder", "discriminator_vae", "discriminator_clr"}  # no metric networks
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
     # the checkpoint carries the iteration counter and the resolved config
@@ -138,3 +150,10 @@ def test_multirun_sweep_gives_one_folder_and_wandb_run_per_job_and_report(tmp_pa
     assert "val/recon_l1" in table[0]
     assert all(f"bicycle_accum_{i}" in report.stdout for i in range(1, 5))
     assert (sweep_dir / "report.png").stat().st_size > 10_000
+
+
+def test_training_without_any_logger(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(*TINY, "trainer.max_epochs=1", "logger=none", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "csv").exists()

@@ -1,4 +1,5 @@
-"""Callbacks: sample grids (and, later, metrics)."""
+"""Callbacks: sample grids and evaluation metrics."""
+from bicyclegan_pl.callbacks.metrics import MetricsCallback, MetricsConfigurationError
 from bicyclegan_pl.callbacks.sample_grid import SampleGridCallback, render_grid
 
-__all__ = ["SampleGridCallback", "render_grid"]
+__all__ = ["MetricsCallback", "MetricsConfigurationError", "SampleGridCallback", "render_grid"]

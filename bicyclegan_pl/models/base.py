@@ -105,6 +105,11 @@ class ScheduledTranslationModule(L.LightningModule):
     def loss_terms(self) -> dict[str, Callable[[ForwardResults], Tensor]]:
         raise NotImplementedError
 
+    def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
+        """(S, N, C, H, W) generated outputs for the inputs of ``batch``, for evaluation metrics;
+        random draws come from ``generator``. Deterministic systems repeat their one output."""
+        raise NotImplementedError
+
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
         """Split the batch and make every random draw of the iteration; returns the inputs."""
         raise NotImplementedError

@@ -187,6 +187,14 @@ class BicycleGAN(ScheduledTranslationModule):
     def translate(self, real_A: Tensor, z: Tensor) -> Tensor:
         return self.generator(self.to_memory_format(real_A), z.to(real_A))
 
+    @torch.no_grad()
+    def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
+        """(S, N, C, H, W): ``num_samples`` outputs per input, each with its own z ~ N(0, I) drawn from
+        ``generator`` (on the CPU, so the draws do not depend on the device)."""
+        real_A = batch["A"].to(self.device)
+        codes = torch.randn(num_samples, real_A.shape[0], self.nz, generator=generator)
+        return torch.stack([self.translate(real_A, z.to(self.device)) for z in codes])
+
     def sample_columns(
         self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator
     ) -> list[tuple[str, Tensor]]:

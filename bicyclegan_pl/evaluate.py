@@ -1,0 +1,126 @@
+"""Evaluation entry point: ``python -m bicyclegan_pl.evaluate ckpt=<path> [data=<name>] [key=value ...]``.
+
+Rebuilds the model of a training checkpoint, runs the metrics of conf/metrics/ over the chosen
+split and writes metrics.json, metrics.md (a table) and samples.png to ``out_dir``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bicyclegan_pl.callbacks.sample_grid import render_grid
+from bicyclegan_pl.config import find_cause, register_resolvers
+from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.metrics.run import evaluate_model, metrics_table
+from bicyclegan_pl.metrics.weights import WeightsNotFoundError
+from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
+
+register_resolvers()
+
+# mistakes a user fixes (a path, a missing file): a message, not a traceback
+USER_ERRORS = (CheckpointError, DatasetError, WeightsNotFoundError)
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("torch", "torchvision", "torchmetrics", "torch-fidelity", "lightning"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
+    data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else dict(run_config["data"])
+    if cfg.split != "val":
+        if "val_split" not in data:
+            raise DatasetError(
+                f"split={cfg.split}: {data.get('_target_')} has only a validation split; use split=val."
+            )
+        data["val_split"] = cfg.split
+    return data
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
+    model, checkpoint = model_from_checkpoint(cfg.ckpt)
+    model.to(device)
+    data_config = _data_config(cfg, checkpoint["run_config"])
+    datamodule = instantiate(data_config, _convert_="all")
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader()
+    num_items = len(loader.dataset) if cfg.max_inputs is None else min(cfg.max_inputs, len(loader.dataset))
+
+    suite = instantiate(cfg.metrics, _convert_="all").to(device)
+    suite.prepare(
+        palette=getattr(datamodule, "palette", None), data_config=data_config, split=cfg.split, num_items=num_items
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    started = time.perf_counter()
+    results, seen = evaluate_model(model, loader, suite, generator, cfg.max_inputs, total=len(loader))
+    elapsed = time.perf_counter() - started
+
+    summary = {
+        "metrics": results,
+        "checkpoint": str(Path(cfg.ckpt).expanduser().absolute()),
+        "epoch": checkpoint.get("epoch"),
+        "iteration": int(checkpoint.get("iteration", 0)),
+        "split": cfg.split,
+        "num_inputs": seen,
+        "data": data_config,
+        "protocol": suite.describe(),
+        "seed": cfg.seed,
+        "seconds": round(elapsed, 1),
+        "versions": _versions(),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    header = (
+        f"# Evaluation of {Path(cfg.ckpt).name} (iteration {summary['iteration']}) on the {cfg.split} split\n\n"
+        f"{seen} inputs, {suite.samples_per_input} samples per input; data `{data_config.get('_target_')}`.\n\n"
+    )
+    skipped = "".join(f"\nSkipped {name}: {reason}\n" for name, reason in suite.skipped.items())
+    table = metrics_table(results)
+    (out_dir / "metrics.md").write_text(header + table + skipped)
+
+    first = next(iter(loader))
+    first = {k: v[:8] if isinstance(v, torch.Tensor) else v for k, v in first.items()}
+    grid = render_grid(model.sample_columns(first, 5, torch.Generator().manual_seed(cfg.seed)))
+    grid.save(out_dir / "samples.png")
+
+    print(table + skipped)
+    print(f"wrote {out_dir / 'metrics.json'}, metrics.md and samples.png ({elapsed:.0f} s)")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except Exception as error:
+        cause = find_cause(error, USER_ERRORS)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""One evaluation pass of a model over a data loader, and the human-readable table of results."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bicyclegan_pl.metrics.suite import EvaluationSuite
+
+# metric -> (label, what it measures, better); std/stderr keys are shown next to their mean
+DESCRIPTIONS = {
+    "fid": ("FID", "Fréchet distance of Inception features, generated vs real", "lower"),
+    "kid_mean": ("KID", "kernel (MMD) distance of Inception features", "lower"),
+    "is_mean": ("IS", "Inception Score of the generated images", "higher"),
+    "lpips_diversity": ("LPIPS diversity", "mean LPIPS between consecutive random-z samples", "higher"),
+    "mode_coverage": ("mode coverage", "fraction of the K true appearances produced per input", "higher (1 = all)"),
+    "mode_kl": ("mode KL", "KL divergence of the produced appearances from uniform, per input", "lower (0 = uniform)"),
+    "mask_iou": ("mask IoU", "IoU of the generated object with the true object mask", "higher (1 = exact)"),
+}
+SPREAD = {"kid_mean": "kid_std", "is_mean": "is_std", "lpips_diversity": "lpips_diversity_stderr"}
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: Any,
+    batches: Iterable[Mapping[str, Any]],
+    suite: EvaluationSuite,
+    generator: torch.Generator,
+    max_inputs: int | None = None,
+    total: int | None = None,
+) -> tuple[dict[str, float], int]:
+    """Feed every batch (up to ``max_inputs`` inputs) and its generated samples to the suite.
+    Returns the metrics and the number of inputs seen."""
+    seen = 0
+    progress = tqdm(batches, total=total, desc="evaluating", unit="batch")
+    for batch in progress:
+        if max_inputs is not None:
+            keep = max_inputs - seen
+            if keep <= 0:
+                break
+            batch = {k: v[:keep] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        samples = model.sample_outputs(batch, suite.samples_needed, generator)
+        suite.update(batch, samples)
+        seen += samples.shape[1]
+    progress.close()
+    return suite.compute(), seen
+
+
+def _split_suffix(key: str) -> tuple[str, str]:
+    for suffix in ("_randinit", "_conv"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)], suffix
+    return key, ""
+
+
+def metrics_table(results: Mapping[str, float]) -> str:
+    """Markdown: metric | value (± std or standard error) | better | what it measures."""
+    lines = ["| metric | value | better | what it measures |", "|---|---|---|---|"]
+    spreads = {f"{SPREAD[base]}{suffix}" for key in results for base, suffix in [_split_suffix(key)] if base in SPREAD}
+    for key, value in results.items():
+        if key in spreads:
+            continue
+        base, suffix = _split_suffix(key)
+        label, meaning, better = DESCRIPTIONS.get(base, (base, "", ""))
+        if suffix:
+            label = f"{label} ({suffix[1:]} features)"
+            meaning += f"; {suffix[1:]} features, not comparable with published numbers"
+        spread_key = f"{SPREAD[base]}{suffix}" if base in SPREAD else None
+        shown = f"{value:.4f}" if spread_key is None or spread_key not in results else f"{value:.4f} ± {results[spread_key]:.4f}"
+        lines.append(f"| {label} | {shown} | {better} | {meaning} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,42 @@
+"""Rebuilding a trained model from a training checkpoint (its saved run config + weights)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+
+from bicyclegan_pl.models.base import ScheduledTranslationModule
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file is missing or is not a bicyclegan_pl training checkpoint."""
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        hint = " (a run folder keeps them in checkpoints/: last.ckpt, best-epochNNN.ckpt)"
+        raise CheckpointError(f"Checkpoint {path} does not exist{hint}.")
+    try:
+        # our own files: they hold the run config (plain containers) next to the tensors
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"Checkpoint {path} could not be read ({type(error).__name__}: {error}).") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "run_config" not in checkpoint:
+        raise CheckpointError(
+            f"{path} is not a bicyclegan_pl training checkpoint (it has no state_dict and run_config); "
+            "use a .ckpt written by `python -m bicyclegan_pl.train`."
+        )
+    return checkpoint
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[ScheduledTranslationModule, dict[str, Any]]:
+    """The LightningModule of a checkpoint, weights loaded, in eval mode on the CPU; and the checkpoint."""
+    checkpoint = load_checkpoint_file(path)
+    model = instantiate(checkpoint["run_config"]["model"], _convert_="all")
+    model.load_state_dict(checkpoint["state_dict"])
+    model.run_config = checkpoint["run_config"]
+    model.iteration = int(checkpoint.get("iteration", 0))
+    return model.eval(), checkpoint

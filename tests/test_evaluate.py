@@ -1,0 +1,87 @@
+"""`python -m bicyclegan_pl.evaluate` as a user runs it, and the metrics callback's settings check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tests.test_train_cli import CACHE, TINY, run_train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("evaluate") / "run"
+    result = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+FAST_METRICS = ["metrics/feature_extractor=conv", "metrics.lpips=null", "metrics.samples_per_input=6"]
+
+
+def test_evaluate_writes_metrics_json_table_and_samples_next_to_the_run(trained_run):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    result = run_train(f"ckpt={checkpoint}", *FAST_METRICS, module="bicyclegan_pl.evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out_dir = trained_run / "eval" / "last-val"
+    summary = json.loads((out_dir / "metrics.json").read_text())
+    metrics = summary["metrics"]
+    assert set(metrics) == {
+        "fid_conv", "kid_mean_conv", "kid_std_conv", "is_mean_conv", "is_std_conv", "mode_coverage", "mode_kl", "mask_iou",
+    }
+    assert metrics["fid_conv"] > 0 and 0.25 <= metrics["mode_coverage"] <= 1.0 and 0.0 <= metrics["mask_iou"] <= 1.0
+    assert summary["num_inputs"] == 8 and summary["split"] == "val" and summary["iteration"] == 2
+    assert summary["protocol"]["feature_extractor"].startswith("conv-random")
+    assert summary["data"]["_target_"].endswith("SyntheticPairedDataModule")  # the checkpoint's own data
+    assert "torchmetrics" in summary["versions"]
+    table = (out_dir / "metrics.md").read_text()
+    assert "| mode coverage |" in table and "not comparable with published numbers" in table
+    assert Image.open(out_dir / "samples.png").width > 0
+    assert "evaluating" in result.stderr  # progress bar
+
+    # the real-image statistics are cached: a second evaluation loads them
+    cached = summary["protocol"]["real_statistics_cache"]
+    assert cached.startswith(str(CACHE)) and (CACHE / "real_statistics").exists()
+    again = run_train(f"ckpt={checkpoint}", *FAST_METRICS, "max_inputs=4", f"out_dir={out_dir}-4", module="bicyclegan_pl.evaluate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out_dir.parent / "last-val-4" / "metrics.json").read_text())["num_inputs"] == 4
+
+
+def test_evaluate_on_other_data_by_name(trained_run):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    result = run_train(
+        f"ckpt={checkpoint}", "data=synthetic", "data.crop_size=32", "data.val_size=4", "data.num_appearances=2",
+        *FAST_METRICS, "out_dir=" + str(trained_run / "eval" / "other"), module="bicyclegan_pl.evaluate",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((trained_run / "eval" / "other" / "metrics.json").read_text())
+    assert summary["num_inputs"] == 4 and summary["data"]["num_appearances"] == 2
+    assert summary["metrics"]["mode_coverage"] >= 0.5  # at least 1 of 2 appearances per input
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["ckpt=/nowhere/last.ckpt"], "Checkpoint /nowhere/last.ckpt does not exist"),
+        (["metrics.feature_extractor.allow_download=false", "metrics.lpips=null"], "weights-inception-2015-12-05-6726825d.pth"),
+        (["split=test", *FAST_METRICS], "has only a validation split"),
+    ],
+)
+def test_evaluate_user_errors_are_messages_not_tracebacks(trained_run, tmp_path, arguments, message):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    result = run_train(
+        f"ckpt={checkpoint}", f"paths.weights_dir={tmp_path}", f"out_dir={tmp_path / 'out'}", *arguments,
+        module="bicyclegan_pl.evaluate",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_monitoring_a_metric_must_look_when_it_is_computed(tmp_path):
+    result = run_train(
+        *TINY, "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}",
+        "callbacks.metrics.every_n_epochs=2", "callbacks.model_checkpoint.monitor=val/fid_conv",
+    )
+    assert result.returncode == 2
+    assert "callbacks.model_checkpoint.every_n_epochs=2" in result.stderr and "Traceback" not in result.stderr
