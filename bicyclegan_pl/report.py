@@ -1,14 +1,18 @@
-"""Summarise a multirun: ``python -m bicyclegan_pl.report <multirun dir> [--out DIR]``.
+"""Summarise multiruns: ``python -m bicyclegan_pl.report <multirun dir>... [--group-by KEY] [--out DIR]``.
 
-Reads each job's CSV log (``<job>/csv/metrics.csv``) and Hydra overrides, prints a markdown
-table of the final metrics per job and writes ``report.md`` and ``report.png`` (loss curves
-per job, one panel per loss term) into the multirun folder.
+Reads each job's CSV log (``<job>/csv/metrics.csv``), Hydra overrides and, when present, its
+evaluation (``<job>/eval/<--eval>/metrics.json`` from ``python -m bicyclegan_pl.evaluate``),
+prints a markdown table of the final metrics per job and writes ``report.md`` and ``report.png``
+(loss curves, one panel per loss term). With ``--group-by +experiment`` jobs that differ only
+in other overrides (seeds) are aggregated: mean ± std per variant, and mean curves.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,23 +27,41 @@ class JobLog:
     path: Path
     overrides: list[str]
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    evaluation: dict[str, float] = field(default_factory=dict)
 
     def final(self, key: str) -> float | None:
+        if key in self.evaluation:
+            return self.evaluation[key]
         points = self.series.get(key)
         return points[-1][1] if points else None
+
+    def override(self, key: str) -> str | None:
+        for override in self.overrides:
+            name, _, value = override.partition("=")
+            if name == key:
+                return value
+        return None
 
     @property
     def label(self) -> str:
         return " ".join(self.overrides) or self.path.name
 
 
-def read_job(job_dir: Path) -> JobLog | None:
+def read_evaluation(job_dir: Path, name: str) -> dict[str, float]:
+    path = job_dir / "eval" / name / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text()).get("metrics", {})
+    return {f"eval/{key}": float(value) for key, value in metrics.items()}
+
+
+def read_job(job_dir: Path, evaluation: str = "last-val") -> JobLog | None:
     metrics_file = job_dir / "csv" / "metrics.csv"
     if not metrics_file.is_file():
         return None
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    job = JobLog(path=job_dir, overrides=[str(o) for o in overrides or []])
+    job = JobLog(path=job_dir, overrides=[str(o) for o in overrides or []], evaluation=read_evaluation(job_dir, evaluation))
     with metrics_file.open(newline="") as handle:
         for row in csv.DictReader(handle):
             step = int(float(row.get("step") or 0))
@@ -54,13 +76,43 @@ def read_job(job_dir: Path) -> JobLog | None:
     return job
 
 
-def find_jobs(root: Path) -> list[JobLog]:
+def find_jobs(root: Path, evaluation: str = "last-val") -> list[JobLog]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; pass the multirun folder (multirun/<name>/<time>)")
-    jobs = [job for metrics in sorted(root.rglob("csv/metrics.csv")) if (job := read_job(metrics.parent.parent))]
+    jobs = [
+        job for metrics in sorted(root.rglob("csv/metrics.csv")) if (job := read_job(metrics.parent.parent, evaluation))
+    ]
     if not jobs:
         raise FileNotFoundError(f"no job under {root} has a csv/metrics.csv log (was the csv logger enabled?)")
     return sorted(jobs, key=lambda j: (len(j.path.name), j.path.name))
+
+
+def group_jobs(jobs: list[JobLog], key: str) -> dict[str, list[JobLog]]:
+    """Jobs by the value of one override (in order of first appearance)."""
+    groups: dict[str, list[JobLog]] = {}
+    for job in jobs:
+        groups.setdefault(job.override(key) or "(default)", []).append(job)
+    return groups
+
+
+def grouped_table(groups: dict[str, list[JobLog]], key: str) -> str:
+    """Mean ± std over the jobs of each group for the evaluation and validation metrics."""
+    keys = {k for jobs in groups.values() for job in jobs for k in [*job.series, *job.evaluation]}
+    columns = sorted(k for k in keys if k.startswith("eval/")) + sorted(k for k in keys if k.startswith("val/"))
+    header = [key, "runs", *(c.split("/", 1)[1] for c in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, jobs in groups.items():
+        cells = [name, str(len(jobs))]
+        for column in columns:
+            values = [v for job in jobs if (v := job.final(column)) is not None and not math.isnan(v)]
+            if not values:
+                cells.append("")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.4g}")
+            else:
+                cells.append(f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summary_columns(jobs: list[JobLog]) -> list[str]:
@@ -84,7 +136,30 @@ def markdown_table(jobs: list[JobLog]) -> str:
     return "\n".join(lines)
 
 
-def plot_losses(jobs: list[JobLog], path: Path) -> None:
+def _mean_curve(jobs: list[JobLog], key: str) -> tuple[list[int], list[float]]:
+    """Mean over jobs at the steps all of them logged."""
+    by_step: dict[int, list[float]] = {}
+    for job in jobs:
+        for step, value in job.series.get(key, []):
+            by_step.setdefault(step, []).append(value)
+    steps = sorted(step for step, values in by_step.items() if len(values) == len(jobs))
+    return steps, [statistics.mean(by_step[step]) for step in steps]
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    if window <= 1:
+        return values
+    smoothed, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value
+        if index >= window:
+            total -= values[index - window]
+        smoothed.append(total / min(index + 1, window))
+    return smoothed
+
+
+def plot_losses(jobs: list[JobLog], path: Path, groups: dict[str, list[JobLog]] | None = None, smooth: int = 1) -> None:
+    """One panel per training loss; one line per job, or per group (the mean over its jobs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,14 +168,15 @@ def plot_losses(jobs: list[JobLog], path: Path) -> None:
     keys = sorted({k for job in jobs for k in job.series if k.startswith("train/") and k.endswith("_step")})
     if not keys:
         keys = sorted({k for job in jobs for k in job.series if k.startswith("train/")})
+    lines = groups if groups is not None else {job.label: [job] for job in jobs}
     columns = min(3, max(1, len(keys)))
     rows = max(1, math.ceil(len(keys) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
     for axis, key in zip(axes.flat, keys):
-        for job in jobs:
-            points = job.series.get(key)
-            if points:
-                axis.plot([p[0] for p in points], [p[1] for p in points], label=job.label, linewidth=1)
+        for label, members in lines.items():
+            steps, values = _mean_curve(members, key)
+            if steps:
+                axis.plot(steps, _smooth(values, smooth), label=label, linewidth=1)
         axis.set_title(key.removeprefix("train/").removesuffix("_step"))
         axis.set_xlabel("iteration")
     for axis in list(axes.flat)[len(keys) :]:
@@ -115,19 +191,25 @@ def plot_losses(jobs: list[JobLog], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("multirun_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="where to write report.md/png (default: the multirun dir)")
+    parser.add_argument("multirun_dirs", type=Path, nargs="+", help="one or more multirun folders")
+    parser.add_argument("--out", type=Path, default=None, help="where to write report.md/png (default: the first multirun dir)")
+    parser.add_argument("--group-by", default=None, help="an override key, e.g. +experiment: mean ± std over the other overrides")
+    parser.add_argument("--eval", default="last-val", help="which <job>/eval/<name>/metrics.json to include (default last-val)")
+    parser.add_argument("--smooth", type=int, default=1, help="moving-average window (logged points) for the curves")
     args = parser.parse_args(argv)
     try:
-        jobs = find_jobs(args.multirun_dir)
+        jobs = [job for folder in args.multirun_dirs for job in find_jobs(folder, args.eval)]
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or args.multirun_dir
+    out = args.out or args.multirun_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
+    groups = group_jobs(jobs, args.group_by) if args.group_by else None
     table = markdown_table(jobs)
+    if groups is not None:
+        table = grouped_table(groups, args.group_by) + "\n\nPer job:\n\n" + table
     (out / "report.md").write_text(table + "\n")
-    plot_losses(jobs, out / "report.png")
+    plot_losses(jobs, out / "report.png", groups, args.smooth)
     print(table)
     print(f"\nwrote {out / 'report.md'} and {out / 'report.png'}")
     return 0

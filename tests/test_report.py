@@ -1,0 +1,33 @@
+"""The report command on hand-made job folders: evaluation metrics and grouping over seeds."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from bicyclegan_pl.report import main
+
+
+def _job(folder, overrides, losses, fid):
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "csv").mkdir()
+    rows = ["step,epoch,train/vae_l1_step,val/recon_l1"] + [f"{10 * i},0,{value},{value / 2}" for i, value in enumerate(losses)]
+    (folder / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (folder / "eval" / "last-val").mkdir(parents=True)
+    (folder / "eval" / "last-val" / "metrics.json").write_text(json.dumps({"metrics": {"fid": fid, "mode_coverage": 0.5}}))
+
+
+def test_report_groups_seeds_into_mean_and_std_and_includes_evaluations(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    _job(sweep / "0", ["+experiment=a", "seed=0"], [1.0, 0.8], fid=10.0)
+    _job(sweep / "1", ["+experiment=a", "seed=1"], [1.0, 0.6], fid=14.0)
+    _job(sweep / "2", ["+experiment=b", "seed=0"], [1.0, 0.4], fid=20.0)
+    assert main([str(sweep), "--group-by", "+experiment", "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    lines = [line for line in report.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
+    # fid: mean 12 ± std 2.8 (sample std of 10 and 14); recon_l1 final: 0.4 and 0.3 -> 0.35
+    assert lines[0] == "| a | 2 | 12 ± 2.8 | 0.5 ± 0 | 0.35 ± 0.071 |"
+    assert lines[1] == "| b | 1 | 20 | 0.5 | 0.2 |"
+    assert report.splitlines()[0] == "| +experiment | runs | fid | mode_coverage | recon_l1 |"
+    assert (tmp_path / "out" / "report.png").stat().st_size > 5_000
