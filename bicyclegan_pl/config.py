@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -46,3 +49,17 @@ def find_cause(error: BaseException, types: tuple[type[BaseException], ...]) -> 
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextmanager
+def user_errors_as_messages(types: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Report a user mistake (an exception of ``types`` anywhere in the chain) as one
+    ``error: ...`` line and exit status 2; anything else keeps its traceback."""
+    try:
+        yield
+    except Exception as error:
+        cause = find_cause(error, types)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(2)

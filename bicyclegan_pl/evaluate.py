@@ -6,10 +6,10 @@ split and writes metrics.json, metrics.md (a table) and samples.png to ``out_dir
 from __future__ import annotations
 
 import json
-import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import hydra
@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bicyclegan_pl.callbacks.sample_grid import render_grid
-from bicyclegan_pl.config import find_cause, register_resolvers
+from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.metrics.run import evaluate_model, metrics_table
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
@@ -47,7 +47,9 @@ def _device(name: str) -> torch.device:
 
 
 def _data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
-    data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else dict(run_config["data"])
+    """``data=<name>`` replaces the checkpoint's data; without it, ``+data.<key>=...`` edits it."""
+    chosen = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
+    data = chosen if "_target_" in chosen else {**run_config["data"], **chosen}
     if cfg.split != "val":
         if "val_split" not in data:
             raise DatasetError(
@@ -55,6 +57,25 @@ def _data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
             )
         data["val_split"] = cfg.split
     return data
+
+
+def _first_inputs(loader: Iterable[dict[str, Any]], count: int) -> dict[str, Any]:
+    """The first ``count`` inputs of the loader as one batch (the sample grid's rows)."""
+    batches, seen = [], 0
+    for batch in loader:
+        batches.append(batch)
+        seen += len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+        if seen >= count:
+            break
+    joined: dict[str, Any] = {}
+    for key, value in batches[0].items():
+        if isinstance(value, torch.Tensor):
+            joined[key] = torch.cat([b[key] for b in batches])[:count]
+        elif isinstance(value, list):
+            joined[key] = [item for b in batches for item in b[key]][:count]
+        else:
+            joined[key] = value
+    return joined
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -94,14 +115,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     header = (
         f"# Evaluation of {Path(cfg.ckpt).name} (iteration {summary['iteration']}) on the {cfg.split} split\n\n"
-        f"{seen} inputs, {suite.samples_per_input} samples per input; data `{data_config.get('_target_')}`.\n\n"
+        f"{seen} inputs; data `{data_config.get('_target_')}`; random z per input: "
+        f"{suite.fid_samples_per_input} for FID/KID/IS, {suite.samples_per_input} for LPIPS diversity and ground-truth metrics.\n\n"
     )
     skipped = "".join(f"\nSkipped {name}: {reason}\n" for name, reason in suite.skipped.items())
     table = metrics_table(results)
     (out_dir / "metrics.md").write_text(header + table + skipped)
 
-    first = next(iter(loader))
-    first = {k: v[:8] if isinstance(v, torch.Tensor) else v for k, v in first.items()}
+    first = _first_inputs(loader, 8)
     grid = render_grid(model.sample_columns(first, 5, torch.Generator().manual_seed(cfg.seed)))
     grid.save(out_dir / "samples.png")
 
@@ -112,14 +133,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors_as_messages(USER_ERRORS):
         evaluate(cfg)
-    except Exception as error:
-        cause = find_cause(error, USER_ERRORS)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ def read_evaluation(job_dir: Path, name: str) -> dict[str, float]:
     path = job_dir / "eval" / name / "metrics.json"
     if not path.is_file():
         return {}
-    metrics = json.loads(path.read_text()).get("metrics", {})
-    return {f"eval/{key}": float(value) for key, value in metrics.items()}
+    evaluation = json.loads(path.read_text())
+    values = {f"eval/{key}": float(value) for key, value in evaluation.get("metrics", {}).items()}
+    # the checkpoint's training iteration: runs compared in one table should have the same
+    if "iteration" in evaluation:
+        values["eval/iteration"] = float(evaluation["iteration"])
+    return values
 
 
 def read_job(job_dir: Path, evaluation: str = "last-val") -> JobLog | None:
@@ -98,6 +102,9 @@ def group_jobs(jobs: list[JobLog], key: str) -> dict[str, list[JobLog]]:
 def grouped_table(groups: dict[str, list[JobLog]], key: str) -> str:
     """Mean ± std over the jobs of each group for the evaluation and validation metrics."""
     keys = {k for jobs in groups.values() for job in jobs for k in [*job.series, *job.evaluation]}
+    # a run's own error bars (KID/IS std over subsets, LPIPS stderr over inputs) stay in the
+    # per-job table: here the spread that matters is the one over the group's runs
+    keys = {k for k in keys if not _is_within_run_error(k)}
     columns = sorted(k for k in keys if k.startswith("eval/")) + sorted(k for k in keys if k.startswith("val/"))
     header = [key, "runs", *(c.split("/", 1)[1] for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -115,10 +122,15 @@ def grouped_table(groups: dict[str, list[JobLog]], key: str) -> str:
     return "\n".join(lines)
 
 
+def _is_within_run_error(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return "_std" in name or name.endswith("_stderr")
+
+
 def summary_columns(jobs: list[JobLog]) -> list[str]:
-    """Validation metrics and per-epoch training means (the ones comparable between jobs)."""
-    keys = {k for job in jobs for k in job.series}
-    return sorted(k for k in keys if k.startswith("val/")) + sorted(
+    """Evaluation and validation metrics and per-epoch training means (comparable between jobs)."""
+    keys = {k for job in jobs for k in [*job.series, *job.evaluation]}
+    return sorted(k for k in keys if k.startswith("eval/")) + sorted(k for k in keys if k.startswith("val/")) + sorted(
         k for k in keys if k.startswith("train/") and k.endswith("_epoch")
     )
 

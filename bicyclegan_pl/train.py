@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bicyclegan_pl import distributed  # noqa: F401  (registers the ddp_manual_sync strategy)
 from bicyclegan_pl.callbacks.metrics import MetricsConfigurationError
-from bicyclegan_pl.config import find_cause, register_resolvers
+from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 from bicyclegan_pl.schedule import NonFiniteLossError, ScheduleError
@@ -73,13 +73,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        metrics = train(cfg)
-    except Exception as error:
-        cause = find_cause(error, USER_ERRORS)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        with user_errors_as_messages(USER_ERRORS):
+            metrics = train(cfg)
     finally:
         _finish_wandb()
     monitored = cfg.get("optimized_metric")

@@ -6,6 +6,7 @@ import json
 import pytest
 from PIL import Image
 
+from bicyclegan_pl.callbacks.sample_grid import HEADER_HEIGHT
 from tests.test_train_cli import CACHE, TINY, run_train
 
 
@@ -37,15 +38,25 @@ def test_evaluate_writes_metrics_json_table_and_samples_next_to_the_run(trained_
     assert "torchmetrics" in summary["versions"]
     table = (out_dir / "metrics.md").read_text()
     assert "| mode coverage |" in table and "not comparable with published numbers" in table
-    assert Image.open(out_dir / "samples.png").width > 0
+    def grid_rows_equal_columns(path):  # 8 columns: input, ground truth, encoded, 5 random z
+        grid = Image.open(path)
+        return grid.height - HEADER_HEIGHT == grid.width
+
+    assert grid_rows_equal_columns(out_dir / "samples.png")  # the first 8 inputs
     assert "evaluating" in result.stderr  # progress bar
 
-    # the real-image statistics are cached: a second evaluation loads them
+    # the real-image statistics are cached: a second evaluation loads them; +data.<key> edits
+    # the checkpoint's data config (here a key the cache ignores)
     cached = summary["protocol"]["real_statistics_cache"]
     assert cached.startswith(str(CACHE)) and (CACHE / "real_statistics").exists()
-    again = run_train(f"ckpt={checkpoint}", *FAST_METRICS, "max_inputs=4", f"out_dir={out_dir}-4", module="bicyclegan_pl.evaluate")
+    again = run_train(
+        f"ckpt={checkpoint}", *FAST_METRICS, "max_inputs=4", "+data.batch_size=2", f"out_dir={out_dir}-4",
+        module="bicyclegan_pl.evaluate",
+    )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((out_dir.parent / "last-val-4" / "metrics.json").read_text())["num_inputs"] == 4
+    second = json.loads((out_dir.parent / "last-val-4" / "metrics.json").read_text())
+    assert second["num_inputs"] == 4 and second["data"] == {**summary["data"], "batch_size": 2}
+    assert grid_rows_equal_columns(out_dir.parent / "last-val-4" / "samples.png")  # 8 rows from batches of 2
 
 
 def test_evaluate_on_other_data_by_name(trained_run):

@@ -15,7 +15,9 @@ def _job(folder, overrides, losses, fid):
     rows = ["step,epoch,train/vae_l1_step,val/recon_l1"] + [f"{10 * i},0,{value},{value / 2}" for i, value in enumerate(losses)]
     (folder / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
     (folder / "eval" / "last-val").mkdir(parents=True)
-    (folder / "eval" / "last-val" / "metrics.json").write_text(json.dumps({"metrics": {"fid": fid, "mode_coverage": 0.5}}))
+    (folder / "eval" / "last-val" / "metrics.json").write_text(
+        json.dumps({"metrics": {"fid": fid, "mode_coverage": 0.5, "kid_mean": 0.1, "kid_std": 0.01}, "iteration": 20})
+    )
 
 
 def test_report_groups_seeds_into_mean_and_std_and_includes_evaluations(tmp_path, capsys):
@@ -27,7 +29,10 @@ def test_report_groups_seeds_into_mean_and_std_and_includes_evaluations(tmp_path
     report = (tmp_path / "out" / "report.md").read_text()
     lines = [line for line in report.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
     # fid: mean 12 ± std 2.8 (sample std of 10 and 14); recon_l1 final: 0.4 and 0.3 -> 0.35
-    assert lines[0] == "| a | 2 | 12 ± 2.8 | 0.5 ± 0 | 0.35 ± 0.071 |"
-    assert lines[1] == "| b | 1 | 20 | 0.5 | 0.2 |"
-    assert report.splitlines()[0] == "| +experiment | runs | fid | mode_coverage | recon_l1 |"
+    # a run's own error bar (kid_std) is left out of the grouped table, kept per job
+    assert lines[0] == "| a | 2 | 12 ± 2.8 | 20 ± 0 | 0.1 ± 0 | 0.5 ± 0 | 0.35 ± 0.071 |"
+    assert lines[1] == "| b | 1 | 20 | 20 | 0.1 | 0.5 | 0.2 |"
+    assert report.splitlines()[0] == "| +experiment | runs | fid | iteration | kid_mean | mode_coverage | recon_l1 |"
+    per_job = report.split("Per job:")[1]
+    assert "eval/kid_std" in per_job.splitlines()[2] and "| 0.01 |" in per_job
     assert (tmp_path / "out" / "report.png").stat().st_size > 5_000

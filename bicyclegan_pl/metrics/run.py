@@ -68,6 +68,7 @@ def metrics_table(results: Mapping[str, float]) -> str:
             label = f"{label} ({suffix[1:]} features)"
             meaning += f"; {suffix[1:]} features, not comparable with published numbers"
         spread_key = f"{SPREAD[base]}{suffix}" if base in SPREAD else None
-        shown = f"{value:.4f}" if spread_key is None or spread_key not in results else f"{value:.4f} ± {results[spread_key]:.4f}"
+        # significant digits, not decimals: KID is ~1e-3 and its spread can be ~1e-15
+        shown = f"{value:.4g}" if spread_key is None or spread_key not in results else f"{value:.4g} ± {results[spread_key]:.2g}"
         lines.append(f"| {label} | {shown} | {better} | {meaning} |")
     return "\n".join(lines) + "\n"
