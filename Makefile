@@ -28,6 +28,7 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/guide_speed.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 
@@ -17,11 +18,29 @@ def _log2(size: int) -> int:
     return int(value)
 
 
-def _eval_dir(checkpoint: str, split: str) -> str:
-    """<run folder>/eval/<checkpoint name>-<split> for <run folder>/checkpoints/<name>.ckpt."""
+def _run_dir(checkpoint: str) -> tuple[Path, str]:
+    """(<run folder>, <checkpoint name>) for <run folder>/checkpoints/<name>.ckpt."""
     path = Path(checkpoint).expanduser().absolute()
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return str(run_dir / "eval" / f"{path.stem}-{split}")
+    return (path.parent.parent if path.parent.name == "checkpoints" else path.parent), path.stem
+
+
+def _eval_dir(checkpoint: str, split: str) -> str:
+    """<run folder>/eval/<checkpoint name>-<split>."""
+    run_dir, name = _run_dir(checkpoint)
+    return str(run_dir / "eval" / f"{name}-{split}")
+
+
+def _guide_dir(checkpoint: str) -> str:
+    """<run folder>/guide/<checkpoint name>."""
+    run_dir, name = _run_dir(checkpoint)
+    return str(run_dir / "guide" / name)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; otherwise a torch device string."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 RESOLVERS = {
@@ -29,6 +48,7 @@ RESOLVERS = {
     "div_ceil": lambda a, b: -(-int(a) // int(b)),
     "div_floor": lambda a, b: int(a) // int(b),
     "eval_dir": _eval_dir,
+    "guide_dir": _guide_dir,
 }
 
 

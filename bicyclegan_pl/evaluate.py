@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import hydra
@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bicyclegan_pl.callbacks.sample_grid import render_grid
-from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
+from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.metrics.run import evaluate_model, metrics_table
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
@@ -38,12 +38,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +75,7 @@ def _first_inputs(loader: Iterable[dict[str, Any]], count: int) -> dict[str, Any
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     model, checkpoint = model_from_checkpoint(cfg.ckpt)
     model.to(device)
     data_config = _data_config(cfg, checkpoint["run_config"])

@@ -1,0 +1,188 @@
+"""CLIP guidance entry point (seed 000): ``python -m bicyclegan_pl.guide ckpt=<bicyclegan ckpt>
+input=<image or folder> prompt="a red leather shoe" method=rank|optimize|rank_then_optimize``.
+
+For every input image it searches the latent code of the checkpoint's generator for outputs
+that match the prompts (conf/guide.yaml) and writes ``<stem>.png`` and ``<stem>.json`` to
+``out_dir``. The network weights are untouched: the guidance is post hoc.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bicyclegan_pl.clip import ClipNotFoundError, ClipScorer, PromptError, load_clip
+from bicyclegan_pl.clip.grid import render_guidance_grid
+from bicyclegan_pl.clip.guidance import GuidanceResult, optimize, rank, rank_then_optimize
+from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
+from bicyclegan_pl.data.paired import IMAGE_EXTENSIONS
+from bicyclegan_pl.data.transforms import paired_transform, to_image
+from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
+
+register_resolvers()
+
+METHODS = ("rank", "optimize", "rank_then_optimize")
+
+
+class GuideInputError(ValueError):
+    """An input image or setting of the guide command that cannot be used."""
+
+
+USER_ERRORS = (CheckpointError, GuideInputError, PromptError, ClipNotFoundError)
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+def find_inputs(path: str | Path) -> list[Path]:
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise GuideInputError(f"input={path}: no such file or folder.")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise GuideInputError(f"input={path}: the folder holds no image ({', '.join(IMAGE_EXTENSIONS)}).")
+    return files
+
+
+def load_input(path: Path, half: str | None, channels: int, load_size: int, crop_size: int) -> Tensor:
+    """An input image as the generator saw its training inputs: (1, channels, crop, crop) in [-1, 1]."""
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise GuideInputError(f"input {path} cannot be read as an image ({error}).") from error
+    if half is not None:
+        if half not in ("left", "right"):
+            raise GuideInputError(f"input_half={half}: use left, right or null.")
+        width, height = picture.size
+        middle = width // 2
+        picture = picture.crop((0, 0, middle, height) if half == "left" else (middle, 0, width, height))
+    transform = paired_transform(load_size, crop_size, train=False)
+    return transform(to_image(picture, channels)).unsqueeze(0)
+
+
+def run_method(cfg: DictConfig, generate, scorer, nz: int, device: torch.device, progress) -> GuidanceResult:
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    options = cfg.optimize
+    optimize_options = dict(
+        steps=options.steps, lr=options.lr, prior_weight=options.prior_weight,
+        early_stop_patience=options.early_stop_patience, early_stop_min_delta=options.early_stop_min_delta,
+        top_k=cfg.top_k, progress=progress,
+    )
+    if cfg.method == "rank":
+        return rank(generate, scorer, nz, cfg.rank.num_samples, cfg.rank.chunk_size, cfg.top_k, generator, device, progress)
+    if cfg.method == "optimize":
+        starts = torch.randn(options.num_starts, nz, generator=generator).to(device)
+        return optimize(generate, scorer, starts, **optimize_options)
+    return rank_then_optimize(
+        generate, scorer, nz, cfg.rank.num_samples, cfg.rank.chunk_size, options.num_starts, generator, device,
+        **optimize_options,
+    )
+
+
+def _work_per_input(cfg: DictConfig, num_prompts: int) -> int:
+    """Progress units per input: latent codes generated and scored."""
+    units = cfg.rank.num_samples if cfg.method != "optimize" else 0
+    if cfg.method != "rank":
+        units += num_prompts * cfg.optimize.steps * cfg.optimize.num_starts
+    return units
+
+
+def _row(name: str, kind: str, result: GuidanceResult, index: int) -> dict[str, Any]:
+    row = {
+        "prompt": name,
+        "kind": kind,
+        "scores": result.scores[index].tolist(),
+        "z": result.z[index].detach().cpu().tolist(),
+    }
+    if result.trajectories is not None:
+        row["steps_run"] = result.steps_run[index]
+        row["best_score_per_step"] = result.trajectories[index].max(dim=1).values.tolist()
+        row["trajectories"] = result.trajectories[index].T.tolist()  # one list per start
+    return row
+
+
+def _check(cfg: DictConfig) -> None:
+    if cfg.method not in METHODS:
+        raise GuideInputError(f"method={cfg.method}: use one of {', '.join(METHODS)}.")
+    for key, value in (("top_k", cfg.top_k), ("rank.num_samples", cfg.rank.num_samples),
+                       ("rank.chunk_size", cfg.rank.chunk_size), ("optimize.num_starts", cfg.optimize.num_starts),
+                       ("optimize.steps", cfg.optimize.steps)):
+        if int(value) < 1:
+            raise GuideInputError(f"{key}={value}: must be at least 1.")
+
+
+def guide(cfg: DictConfig) -> list[dict[str, Any]]:
+    _check(cfg)
+    prompts, image_prompts = as_list(cfg.prompt), as_list(cfg.image_prompt)
+    if not prompts and not image_prompts:
+        raise PromptError('no prompt: give prompt="a red leather shoe" (or a list) and/or image_prompt=<image file>.')
+    inputs = find_inputs(cfg.input)
+    device = resolve_device(cfg.device)
+    model, checkpoint = model_from_checkpoint(cfg.ckpt)
+    if not hasattr(model, "nz") or not hasattr(model, "generator"):
+        raise CheckpointError(f"{cfg.ckpt} holds a {type(model).__name__}; guidance needs a model with a latent code (BicycleGAN).")
+    network = model.generator.to(device).eval().requires_grad_(False)
+    data = checkpoint["run_config"]["data"]
+    crop_size = int(data["crop_size"])
+    load_size = int(data.get("load_size") or crop_size)
+
+    clip = load_clip(cfg.clip.model, device, cfg.clip.local_files_only)
+    scorer = ClipScorer(clip, prompts, image_prompts, as_list(cfg.templates), cfg.negative_prompt, cfg.negative_weight)
+    kinds = ["text"] * len(prompts) + ["image"] * len(image_prompts)
+
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    summaries = []
+    bar = tqdm(total=len(inputs) * _work_per_input(cfg, len(scorer.names)), desc="guiding", unit="z")
+    for path in inputs:
+        started = time.perf_counter()
+        source = load_input(path, cfg.input_half, int(data["input_nc"]), load_size, crop_size).to(device)
+
+        def generate(z: Tensor, source: Tensor = source) -> Tensor:
+            return network(source.expand(len(z), -1, -1, -1), z)
+
+        result = run_method(cfg, generate, scorer, model.nz, device, bar.update)
+        grid = render_guidance_grid(source[0].cpu(), scorer.names, result.images.cpu(), result.scores)
+        grid.save(out_dir / f"{path.stem}.png")
+        summary = {
+            "input": str(path),
+            "checkpoint": str(cfg.ckpt),
+            "iteration": int(checkpoint.get("iteration", 0)),
+            "method": cfg.method,
+            "clip_model": cfg.clip.model,
+            "rows": [_row(name, kind, result, index) for index, (name, kind) in enumerate(zip(scorer.names, kinds))],
+            "seconds": round(time.perf_counter() - started, 3),
+            "settings": settings,
+        }
+        (out_dir / f"{path.stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summaries.append(summary)
+    bar.close()
+    print(f"wrote {len(inputs)} grid(s) and JSON file(s) to {out_dir}")
+    return summaries
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="guide")
+def main(cfg: DictConfig) -> None:
+    with user_errors_as_messages(USER_ERRORS):
+        guide(cfg)
+
+
+if __name__ == "__main__":
+    main()
