@@ -84,13 +84,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     loader = datamodule.val_dataloader()
     num_items = len(loader.dataset) if cfg.max_inputs is None else min(cfg.max_inputs, len(loader.dataset))
 
-    suite = instantiate(cfg.metrics, _convert_="all").to(device)
-    suite.prepare(
-        palette=getattr(datamodule, "palette", None), data_config=data_config, split=cfg.split, num_items=num_items
-    )
-    generator = torch.Generator().manual_seed(cfg.seed)
+    # one pass per translation direction; a two-way system (CycleGAN) is judged both ways, each
+    # direction's outputs against the real images of its target domain (fake B vs real B)
+    directions = getattr(model, "evaluation_directions", lambda: {"": (None, "B")})()
+    results: dict[str, float] = {}
     started = time.perf_counter()
-    results, seen = evaluate_model(model, loader, suite, generator, cfg.max_inputs, total=len(loader))
+    for direction, (outputs, real_key) in directions.items():
+        suite = instantiate(cfg.metrics, _convert_="all").to(device)
+        suite.prepare(
+            palette=getattr(datamodule, "palette", None), data_config=data_config, split=cfg.split,
+            num_items=num_items, real_key=real_key,
+        )
+        generator = torch.Generator().manual_seed(cfg.seed)
+        values, seen = evaluate_model(
+            model, loader, suite, generator, cfg.max_inputs, total=len(loader), outputs=outputs,
+            description=f"evaluating {direction}" if direction else "evaluating",
+        )
+        results.update({f"{direction}/{key}" if direction else key: value for key, value in values.items()})
     elapsed = time.perf_counter() - started
 
     summary = {

@@ -7,6 +7,7 @@ Modules, one job each:
 - `synthetic`: the embedded synthetic paired and unpaired datasets.
 - `transforms`: joint A/B transforms for paired images (identical crop and flip).
 - `paired`: the pix2pix single-file "AB" folder dataset.
+- `unpaired`: CycleGAN-style unpaired folders (monet2photo, GTA5/Cityscapes, any two folders, colorization).
 - `datamodules`: LightningDataModules over those datasets.
 - `download`: `python -m bicyclegan_pl.data.download NAME --root DIR`.
 

@@ -1,4 +1,5 @@
-"""LightningDataModules: synthetic paired (the default), synthetic unpaired, paired folders.
+"""LightningDataModules: synthetic paired (the default), synthetic unpaired, paired folders,
+unpaired folders (any two folders, monet2photo, GTA5 -> Cityscapes, colorization).
 
 The training loader always uses a `DistributedSampler` (also on one process), built from the
 attached trainer's world size and rank. Its order is a pure function of (seed, epoch):
@@ -20,10 +21,24 @@ from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.data.appearance import appearance_palette
 from bicyclegan_pl.data.paired import PairedFolderDataset
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpairedDataset
+from bicyclegan_pl.data.unpaired import (
+    ColorizationDataset,
+    DomainSplits,
+    UnpairedFolderDataset,
+    colorization_splits,
+    folder_splits,
+    gta2cityscapes_splits,
+    monet2photo_splits,
+)
 
 # Validation is split into at least this many batches when the set is small, so per-batch
 # hooks (sample grids, metrics) run a few times even on a 4-item val set.
 MIN_VAL_BATCHES = 4
+
+
+def _first(dataset: Dataset, count: int | None) -> Dataset:
+    """The first `count` items of `dataset` (all of them for None): `val_size`."""
+    return dataset if count is None else Subset(dataset, range(min(count, len(dataset))))
 
 
 class _TranslationDataModule(L.LightningDataModule):
@@ -219,6 +234,176 @@ class PairedFolderDataModule(_TranslationDataModule):
         )
         train = PairedFolderDataset(split="train", train=True, flip=self.flip, **common)
         val = PairedFolderDataset(split=self._eval_split(), train=False, **common)
-        if self.val_size is not None:
-            val = Subset(val, range(min(self.val_size, len(val))))
-        return train, val
+        return train, _first(val, self.val_size)
+
+
+class _UnpairedDataModule(_TranslationDataModule):
+    """Shared by the unpaired folder modules: subclasses say where the files of each domain
+    and split are (`_splits`); this builds `UnpairedFolderDataset`s from them.
+
+    Options read like the CycleGAN reference's: load_size 286 -> crop_size 256, flip
+    (`--no_flip` is `flip: false`), batch_size 1. A domain without its own evaluation folder
+    validates on a fixed `holdout` fraction of its files, removed from training and the
+    same for every seed. `val_size` keeps only the first N validation items."""
+
+    def __init__(
+        self,
+        load_size: int,
+        crop_size: int,
+        input_nc: int,
+        output_nc: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        flip: bool,
+        holdout: float,
+        val_size: int | None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
+        if crop_size > load_size:
+            raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
+        if not 0.0 < holdout < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
+        self.load_size = load_size
+        self.crop_size = crop_size
+        self.flip = flip
+        self.holdout = holdout
+        self.val_size = val_size
+        self.splits: DomainSplits | None = None
+
+    def _splits(self) -> DomainSplits:
+        raise NotImplementedError
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        self.splits = self._splits()
+        common = dict(
+            load_size=self.load_size,
+            crop_size=self.crop_size,
+            input_nc=self.input_nc,
+            output_nc=self.output_nc,
+            seed=self.seed,
+        )
+        train = UnpairedFolderDataset(self.splits.train_a, self.splits.train_b, train=True, flip=self.flip, **common)
+        val = UnpairedFolderDataset(self.splits.val_a, self.splits.val_b, train=False, **common)
+        return train, _first(val, self.val_size)
+
+
+class UnpairedFolderDataModule(_UnpairedDataModule):
+    """Any two image folders (searched recursively) as domains A and B. `val_a` / `val_b`
+    are optional evaluation folders; a domain without one validates on its holdout."""
+
+    def __init__(
+        self,
+        root_a: str | Path,
+        root_b: str | Path,
+        val_a: str | Path | None = None,
+        val_b: str | Path | None = None,
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        holdout: float = 0.1,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        self.save_hyperparameters()
+        self.root_a, self.root_b = Path(root_a), Path(root_b)
+        self.val_a = None if val_a is None else Path(val_a)
+        self.val_b = None if val_b is None else Path(val_b)
+
+    def _splits(self) -> DomainSplits:
+        return folder_splits(self.root_a, self.root_b, self.val_a, self.val_b, self.holdout)
+
+
+class Monet2PhotoDataModule(_UnpairedDataModule):
+    """monet2photo, A = Monet paintings, B = photos. Accepts the CycleGAN layout
+    (`root/trainA`, `trainB`; `testA`, `testB` validate when present) and the Kaggle layout
+    (`root/monet_jpg`, `root/photo_jpg`; validation = holdout)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        holdout: float = 0.1,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        self.save_hyperparameters()
+        self.root = Path(root)
+
+    def _splits(self) -> DomainSplits:
+        return monet2photo_splits(self.root, self.holdout)
+
+
+class GTA2CityscapesDataModule(_UnpairedDataModule):
+    """A = GTA5 renderings (`gta_root/images/*.png`, validation = holdout), B = Cityscapes
+    photos (`cityscapes_root/leftImg8bit/train/<city>/*_leftImg8bit.png`, validation on
+    `leftImg8bit/val/`). Both are resized to load_size x load_size, as the reference does."""
+
+    def __init__(
+        self,
+        gta_root: str | Path,
+        cityscapes_root: str | Path,
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        holdout: float = 0.1,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        self.save_hyperparameters()
+        self.gta_root, self.cityscapes_root = Path(gta_root), Path(cityscapes_root)
+
+    def _splits(self) -> DomainSplits:
+        return gta2cityscapes_splits(self.gta_root, self.cityscapes_root, self.holdout)
+
+
+class ColorizationDataModule(_UnpairedDataModule):
+    """Seed 004's colorization from one folder of colour photos (recursive): A = grayscale
+    photo (input_nc 1, or 3 replicated), B = a different colour photo in training and the
+    photo's own colours in validation (`ColorizationDataset`). Validation = holdout."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 1,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        holdout: float = 0.1,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        if output_nc != 3:
+            raise ValueError(f"colorization targets are colour photos: output_nc must be 3, got {output_nc}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.photos: tuple[list[Path], list[Path]] | None = None
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        self.photos = colorization_splits(self.root, self.holdout)
+        train_files, val_files = self.photos
+        common = dict(load_size=self.load_size, crop_size=self.crop_size, input_nc=self.input_nc, seed=self.seed)
+        train = ColorizationDataset(train_files, train=True, flip=self.flip, **common)
+        val = ColorizationDataset(val_files, train=False, **common)
+        return train, _first(val, self.val_size)

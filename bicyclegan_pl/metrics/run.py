@@ -1,7 +1,7 @@
 """One evaluation pass of a model over a data loader, and the human-readable table of results."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -30,18 +30,25 @@ def evaluate_model(
     generator: torch.Generator,
     max_inputs: int | None = None,
     total: int | None = None,
+    outputs: Callable[[Mapping[str, Any]], torch.Tensor] | None = None,
+    description: str = "evaluating",
 ) -> tuple[dict[str, float], int]:
     """Feed every batch (up to ``max_inputs`` inputs) and its generated samples to the suite.
-    Returns the metrics and the number of inputs seen."""
+    ``outputs(batch)`` (N, C, H, W), for a deterministic direction, replaces
+    ``model.sample_outputs``. Returns the metrics and the number of inputs seen."""
     seen = 0
-    progress = tqdm(batches, total=total, desc="evaluating", unit="batch")
+    progress = tqdm(batches, total=total, desc=description, unit="batch")
     for batch in progress:
         if max_inputs is not None:
             keep = max_inputs - seen
             if keep <= 0:
                 break
             batch = {k: v[:keep] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        samples = model.sample_outputs(batch, suite.samples_needed, generator)
+        if outputs is None:
+            samples = model.sample_outputs(batch, suite.samples_needed, generator)
+        else:
+            single = outputs(batch)
+            samples = single.unsqueeze(0).expand(suite.samples_needed, *single.shape)
         suite.update(batch, samples)
         seen += samples.shape[1]
     progress.close()
@@ -58,16 +65,25 @@ def _split_suffix(key: str) -> tuple[str, str]:
 def metrics_table(results: Mapping[str, float]) -> str:
     """Markdown: metric | value (± std or standard error) | better | what it measures."""
     lines = ["| metric | value | better | what it measures |", "|---|---|---|---|"]
-    spreads = {f"{SPREAD[base]}{suffix}" for key in results for base, suffix in [_split_suffix(key)] if base in SPREAD}
+    spreads = set()
+    for key in results:
+        direction, _, name = key.rpartition("/")
+        base, suffix = _split_suffix(name)
+        if base in SPREAD:
+            spreads.add(f"{direction}/" * bool(direction) + f"{SPREAD[base]}{suffix}")
     for key, value in results.items():
         if key in spreads:
             continue
-        base, suffix = _split_suffix(key)
+        direction, _, name = key.rpartition("/")  # "AtoB/fid": a two-way system's direction
+        base, suffix = _split_suffix(name)
         label, meaning, better = DESCRIPTIONS.get(base, (base, "", ""))
         if suffix:
             label = f"{label} ({suffix[1:]} features)"
             meaning += f"; {suffix[1:]} features, not comparable with published numbers"
-        spread_key = f"{SPREAD[base]}{suffix}" if base in SPREAD else None
+        if direction:
+            label = f"{direction}: {label}"
+        prefix = f"{direction}/" if direction else ""
+        spread_key = f"{prefix}{SPREAD[base]}{suffix}" if base in SPREAD else None
         # significant digits, not decimals: KID is ~1e-3 and its spread can be ~1e-15
         shown = f"{value:.4g}" if spread_key is None or spread_key not in results else f"{value:.4g} ± {results[spread_key]:.2g}"
         lines.append(f"| {label} | {shown} | {better} | {meaning} |")

@@ -35,12 +35,16 @@ from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 _LOADER_KEYS = {"batch_size", "num_workers", "_target_"}
 
 
-def real_stats_key(data_config: Mapping[str, Any], split: str, num_items: int) -> tuple[str, dict[str, Any]]:
-    """A short hash naming the real images of a dataset split at its resolution, and its description."""
+def real_stats_key(
+    data_config: Mapping[str, Any], split: str, num_items: int, domain: str = "B"
+) -> tuple[str, dict[str, Any]]:
+    """A short hash naming the real images (the ``domain`` side) of a dataset split at its
+    resolution, and its description."""
     description = {
         "data": {k: v for k, v in sorted(data_config.items()) if k not in _LOADER_KEYS},
         "dataset": str(data_config.get("_target_", "")),
         "split": split,
+        "domain": domain,
         "num_items": int(num_items),
     }
     digest = hashlib.sha1(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -94,6 +98,7 @@ class EvaluationSuite(nn.Module):
         self.mode_coverage: ModeCoverage | None = None
         self.mask_iou: MaskIoU | None = None
         self.has_real = False
+        self.real_key = "B"  # the batch key of the real images (prepare(real_key=...))
         self._cache_path: Path | None = None
         self._cache_description: dict[str, Any] = {}
         self._diversity_quota = 0
@@ -125,10 +130,14 @@ class EvaluationSuite(nn.Module):
         num_items: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        real_key: str = "B",
     ) -> None:
         """Before the first update: ground truth (synthetic data) and the real-statistics cache.
 
-        Under DDP, cached real statistics are shared out so that the reduction restores them."""
+        ``real_key``: the batch key of the real images the outputs are compared with ("A" for
+        a B -> A direction). Under DDP, cached real statistics are shared out so that the
+        reduction restores them."""
+        self.real_key = real_key
         if palette is not None and self.use_ground_truth and self.mode_coverage is None:
             self.mode_coverage = ModeCoverage(palette).to(self._device_anchor.device)
             self.mask_iou = MaskIoU(palette).to(self._device_anchor.device)
@@ -136,7 +145,7 @@ class EvaluationSuite(nn.Module):
         if self.distribution is None or self.has_real:
             return
         if self.cache_dir is not None and data_config is not None and num_items is not None:
-            key, description = real_stats_key(data_config, split, num_items)
+            key, description = real_stats_key(data_config, split, num_items, real_key)
             self._cache_path = self.cache_dir / self.features.name / f"{key}.pt"
             self._cache_description = description
             state = load_real_state_file(self._cache_path)
@@ -153,8 +162,10 @@ class EvaluationSuite(nn.Module):
 
     # ---- accumulation ------------------------------------------------------------------------
     @torch.no_grad()
-    def update(self, batch: Mapping[str, Any], samples: Tensor, real_key: str = "B") -> None:
-        """samples: (S, N, C, H, W), S >= samples_needed, in [-1, 1]; batch[real_key]: (N, C, H, W)."""
+    def update(self, batch: Mapping[str, Any], samples: Tensor, real_key: str | None = None) -> None:
+        """samples: (S, N, C, H, W), S >= samples_needed, in [-1, 1]; batch[real_key] (default: the
+        one given to ``prepare``): (N, C, H, W)."""
+        real_key = real_key or self.real_key
         if self.distribution is not None:
             if not self.has_real:
                 pool, logits = self.features(batch[real_key].to(samples.device))

@@ -299,3 +299,21 @@ class PlainGenerator(nn.Module):
         check_divisible(x, 2**self.num_downs, "PlainGenerator", f"num_downs={self.num_downs}")
         check_latent(z, self.nz, x.shape[0])
         return self.decoder(self.encoder(concat_latent(x, z) if self.nz else x))
+
+
+def resnet_generator(
+    input_nc: int,
+    output_nc: int,
+    ngf: int = 64,
+    n_blocks: int = 9,
+    n_downsampling: int = 2,
+    norm: str = "instance",
+    use_dropout: bool = False,
+) -> ResnetLatentGenerator:
+    """CycleGAN's ResnetGenerator (resnet_9blocks; 6 blocks for small images): the latent
+    generator without a latent code has exactly its layers (c7s1-64, d128, d256, n_blocks x
+    R256, u128, u64, c7s1-out, tanh; reflection padding; biases only without BatchNorm)."""
+    return ResnetLatentGenerator(
+        input_nc, output_nc, nz=0, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_downsampling, norm=norm,
+        use_dropout=use_dropout,
+    )
