@@ -1,4 +1,4 @@
-"""Pure loss functions: adversarial (lsgan, vanilla, hinge, wgan-gp), KL, latent L1, mode seeking."""
+"""Pure loss functions: adversarial (lsgan, vanilla, hinge, wgan-gp), KL, latent L1, mode seeking, TraVeL."""
 from bicyclegan_pl.losses.adversarial import (
     GAN_MODES,
     discriminator_adversarial_loss,
@@ -6,6 +6,7 @@ from bicyclegan_pl.losses.adversarial import (
     gradient_penalty,
 )
 from bicyclegan_pl.losses.latent import kl_divergence, latent_l1, mode_seeking_loss, reparameterize
+from bicyclegan_pl.losses.travel import pair_vectors, siamese_margin_loss, travel_loss
 
 __all__ = [
     "GAN_MODES",
@@ -15,5 +16,8 @@ __all__ = [
     "kl_divergence",
     "latent_l1",
     "mode_seeking_loss",
+    "pair_vectors",
     "reparameterize",
+    "siamese_margin_loss",
+    "travel_loss",
 ]
