@@ -78,30 +78,46 @@ def load_clip(name: str, device: torch.device | str = "cpu", local_files_only: b
     """
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    if local_files_only is None:
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    is_folder = Path(name).expanduser().is_dir()
-    source = str(Path(name).expanduser()) if is_folder else name
-    if not is_folder and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-        raise ClipNotFoundError(f"clip.model={name}: no such folder (a local CLIP needs a folder written by save_pretrained).")
+    source, local_files_only = resolve_source(name, local_files_only)
     try:
         model = CLIPModel.from_pretrained(source, local_files_only=local_files_only)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
     except OSError as error:
-        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        raise ClipNotFoundError(
-            f"clip.model={name}: could not load it ({str(error).splitlines()[0]}). Give a hub id that is in the "
-            f"Hugging Face cache ({cache}/hub) or can be downloaded, or a local folder: on a machine with network run "
-            f"`huggingface-cli download {name}` (then copy {cache}/hub here) or save it with "
-            "CLIPModel/CLIPProcessor.save_pretrained(<folder>) and pass clip.model=<folder>."
-        ) from error
+        raise not_found(name, error) from error
     model.eval().requires_grad_(False)
-    resolution = _size(processor.crop_size, "height", "shortest_edge") if processor.do_center_crop else None
-    preprocess = ClipPreprocess(
-        resize=_size(processor.size, "shortest_edge", "height"),
-        crop=resolution,
+    preprocess = preprocess_from(processor)
+    return ClipModel(model=model, tokenizer=tokenizer, preprocess=preprocess, name=name).to(device)
+
+
+def resolve_source(name: str, local_files_only: bool | None) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, local_files_only); a path-like name must be a folder."""
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), local_files_only
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ClipNotFoundError(f"clip.model={name}: no such folder (a local CLIP needs a folder written by save_pretrained).")
+    return name, local_files_only
+
+
+def not_found(name: str, error: Exception) -> ClipNotFoundError:
+    cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    return ClipNotFoundError(
+        f"clip.model={name}: could not load it ({str(error).splitlines()[0]}). Give a hub id that is in the "
+        f"Hugging Face cache ({cache}/hub) or can be downloaded, or a local folder: on a machine with network run "
+        f"`huggingface-cli download {name}` (then copy {cache}/hub here) or save it with "
+        "CLIPModel/CLIPProcessor.save_pretrained(<folder>) and pass clip.model=<folder>."
+    )
+
+
+def preprocess_from(processor: object, resize: int | None | str = "processor") -> ClipPreprocess:
+    """The processor's resolution, crop and mean/std as a differentiable ``ClipPreprocess``
+    (``resize`` overrides the processor's shortest-edge size; None keeps the input size)."""
+    crop = _size(processor.crop_size, "height", "shortest_edge") if processor.do_center_crop else None
+    return ClipPreprocess(
+        resize=_size(processor.size, "shortest_edge", "height") if resize == "processor" else resize,
+        crop=crop,
         mean=tuple(processor.image_mean),
         std=tuple(processor.image_std),
     )
-    return ClipModel(model=model, tokenizer=tokenizer, preprocess=preprocess, name=name).to(device)

@@ -15,7 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 class ClipPreprocess(nn.Module):
     def __init__(
         self,
-        resize: int = 224,
+        resize: int | None = 224,
         crop: int | None = 224,
         mean: tuple[float, ...] = (0.48145466, 0.4578275, 0.40821073),
         std: tuple[float, ...] = (0.26862954, 0.26130258, 0.27577711),
@@ -31,8 +31,10 @@ class ClipPreprocess(nn.Module):
             images = images.expand(-1, 3, -1, -1)
         pixels = ((images.float() + 1) / 2).clamp(0, 1)
         height, width = pixels.shape[-2:]
-        scale = self.resize / min(height, width)
-        size = (max(self.resize, round(height * scale)), max(self.resize, round(width * scale)))
+        # resize None: keep the size (CLIPTraVeLGAN centre-crops 256 px to 224), unless too small to crop
+        target = self.resize if self.resize is not None else max(self.crop or 0, min(height, width))
+        scale = target / min(height, width)
+        size = (max(target, round(height * scale)), max(target, round(width * scale)))
         if size != (height, width):
             pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False)
         if self.crop is not None:

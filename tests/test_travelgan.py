@@ -1,0 +1,98 @@
+"""TraVeLGAN / CLIPTraVeLGAN: one training iteration per Siamese space with a tiny CLIP built
+locally, CLIP kept frozen and out of checkpoints, and the experiment configs."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tests.clip_fixtures import build_tiny_clip
+from tests.helpers import build_model, clone, compose_config, cpu_trainer, loader, random_batches
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SMALL = (
+    "model=travelgan",
+    "data=synthetic_unpaired",
+    "data.crop_size=32",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "model.discriminator.n_layers=2",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory):
+    return build_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+def _fit_one_iteration(model):
+    before = {name: clone(net).state_dict() for name, net in model.optimizer_groups().items()}
+    cpu_trainer(limit_train_batches=1).fit(model, train_dataloaders=loader(random_batches(1, 4, size=32, input_nc=3)))
+    assert model.iteration == 1
+    for name, net in model.optimizer_groups().items():
+        assert any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items()), f"{name} did not move"
+
+
+@pytest.mark.parametrize("variant", [["model.siamese.output=pooler"], ["model.siamese.output=image_embeds"], ["model/siamese=clip_random"]])
+def test_clip_spaces_train_the_generator_and_leave_clip_untouched(tiny_clip_dir, variant):
+    torch.manual_seed(0)
+    model, _ = build_model(*SMALL, *variant, f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    clip = model.frozen_siamese
+    weights = {k: v.clone() for k, v in clip.state_dict().items()}
+    _fit_one_iteration(model)
+    assert list(model.optimizer_groups()) == ["G", "D"]
+    assert all(not p.requires_grad and p.grad is None for p in clip.parameters())
+    assert all(torch.equal(weights[k], v) for k, v in clip.state_dict().items())
+    assert not any("siamese" in key for key in model.state_dict())  # never in a checkpoint
+    assert not clip.training  # eval mode even inside fit
+
+
+def test_random_clip_differs_from_the_pretrained_one(tiny_clip_dir):
+    pretrained, _ = build_model(*SMALL, f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    random, _ = build_model(*SMALL, "model/siamese=clip_random", f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert not torch.allclose(pretrained.frozen_siamese(images), random.frozen_siamese(images))
+
+
+def test_gradients_reach_the_generator_through_clip(tiny_clip_dir):
+    model, _ = build_model(*SMALL, f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    real_A = torch.rand(4, 3, 32, 32) * 2 - 1
+    fake = model.generator(real_A)
+    from bicyclegan_pl.losses import travel_loss
+
+    loss = travel_loss(model.frozen_siamese(real_A, "A"), model.frozen_siamese(fake, "B"))
+    loss.backward()
+    grads = [p.grad for p in model.generator.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_learned_space_trains_with_the_margin_in_travelgans_order():
+    torch.manual_seed(0)
+    model, cfg = build_model(
+        "+experiment=travelgan_monet", "data.crop_size=32", "model.generator.ngf=8", "model.generator.num_downs=2",
+        "model.siamese.nf=8", "model.siamese.latent_dim=16", "model.discriminator.nf=8", tiny=False,
+    )
+    assert [phase["name"] for phase in cfg.model.schedule] == ["discriminator", "generator_siamese"]
+    assert list(model.optimizer_groups()) == ["G", "D", "S"]
+    assert any(key.startswith("siamese.") for key in model.state_dict())
+    _fit_one_iteration(model)
+
+
+def test_margin_needs_a_learned_space(tiny_clip_dir):
+    with pytest.raises(Exception, match="needs a learned Siamese space"):
+        build_model(*SMALL, f"model.siamese.model={tiny_clip_dir}", "model.loss_weights.margin=1", tiny=False)
+
+
+@pytest.mark.parametrize(
+    "experiment", ["cliptravelgan_monet", "cliptravelgan_gta2cityscapes", "cliptravelgan_random_clip", "travelgan_monet"]
+)
+def test_experiment_configs_compose(experiment):
+    cfg = compose_config(f"+experiment={experiment}", tiny=False)
+    assert cfg.model._target_.endswith("TravelGAN") and cfg.name == experiment
+    learned = experiment.startswith("travelgan")
+    assert cfg.model.siamese._target_.endswith("TravelSiamese" if learned else "ClipImageEmbedder")
+    assert cfg.model.siamese.get("random_init", False) == (experiment == "cliptravelgan_random_clip")
+    assert cfg.callbacks.model_checkpoint.monitor == "val/travel_cosine"
