@@ -29,6 +29,7 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/guide_speed.py
+	$(BIN)/python benchmarks/travelgan_memory.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

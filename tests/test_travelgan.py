@@ -93,6 +93,84 @@ def test_experiment_configs_compose(experiment):
     cfg = compose_config(f"+experiment={experiment}", tiny=False)
     assert cfg.model._target_.endswith("TravelGAN") and cfg.name == experiment
     learned = experiment.startswith("travelgan")
-    assert cfg.model.siamese._target_.endswith("TravelSiamese" if learned else "ClipImageEmbedder")
+    assert cfg.model.siamese._target_.endswith("TravelSiamese" if learned else "ClipImageEmbedder.load")
     assert cfg.model.siamese.get("random_init", False) == (experiment == "cliptravelgan_random_clip")
     assert cfg.callbacks.model_checkpoint.monitor == "val/travel_cosine"
+
+
+def test_checkpointed_chunked_clip_gives_the_same_loss_and_gradients_and_keeps_less(tiny_clip_dir):
+    from bicyclegan_pl.clip.siamese import ClipImageEmbedder
+    from bicyclegan_pl.losses import travel_loss
+    from bicyclegan_pl.memory import count_saved_activations
+
+    plain = ClipImageEmbedder.load(str(tiny_clip_dir))
+    recomputed = ClipImageEmbedder(plain.model, plain.preprocess, chunk_size=3, checkpoint=True)
+    real = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    outcomes = []
+    for embedder in (plain, recomputed):
+        fake = (real * 0.5).requires_grad_(True)  # stands in for G(x): the gradient must reach it
+        source = embedder(real)
+        with count_saved_activations([embedder]) as saved:
+            translated = embedder(fake)
+        loss = travel_loss(source, translated)
+        loss.backward()
+        outcomes.append((loss.detach(), fake.grad, saved.bytes))
+    (loss_a, grad_a, bytes_a), (loss_b, grad_b, bytes_b) = outcomes
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5) and torch.allclose(grad_a, grad_b, rtol=1e-4, atol=1e-7)
+    assert grad_a.abs().sum() > 0
+    # checkpointed: what the preprocessing keeps plus CLIP's input, none of CLIP's layers
+    with count_saved_activations() as preprocessing:
+        pixels = plain.preprocess(real.clone().requires_grad_(True))
+    assert bytes_b <= preprocessing.bytes + pixels.nbytes < bytes_a / 2, (bytes_a, bytes_b, preprocessing.bytes)
+    with torch.no_grad():  # without a graph the chunks are plainly encoded and concatenated
+        assert torch.allclose(recomputed(real), plain(real), rtol=1e-5, atol=1e-6)
+
+
+def test_chunk_size_must_be_positive(tiny_clip_dir):
+    from bicyclegan_pl.clip.siamese import ClipImageEmbedder
+
+    with pytest.raises(ValueError, match="chunk_size"):
+        ClipImageEmbedder.load(str(tiny_clip_dir), chunk_size=0)
+
+
+@pytest.mark.parametrize("margin_weight", [0.0, 10.0])
+def test_margin_keeps_the_learned_siamese_space_from_collapsing(margin_weight):
+    """TraVeLGAN's degenerate solution: when G maps every input to the same image (v_G = 0), S
+    can satisfy the TraVeL loss by mapping every real image to one point too. The margin term
+    keeps real pairs at least sqrt(margin) apart."""
+    from bicyclegan_pl.losses import pair_vectors
+    from bicyclegan_pl.schedule import ForwardResults, ResultSpec
+
+    torch.manual_seed(0)
+    model, _ = build_model(
+        "+experiment=travelgan_monet", "data.crop_size=16", "model.generator.ngf=8", "model.generator.num_downs=2",
+        "model.siamese.nf=8", "model.siamese.latent_dim=8", "model.discriminator.nf=8",
+        f"model.loss_weights.margin={margin_weight}", tiny=False,
+    )
+    model.setup("fit")
+    real_A, real_B, same = (
+        torch.rand(count, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        for count, seed in ((6, 1), (6, 2), (1, 3))
+    )
+    collapsed_generator = {**model.forward_results(), "fake_B": ResultSpec(lambda r: same.expand(6, -1, -1, -1), nets=("G",))}
+    terms, weights = model.loss_terms(), model.loss_weights
+    optimizer = torch.optim.Adam(model.siamese.parameters(), lr=1e-3)
+
+    def squared_distances():
+        with torch.no_grad():
+            return pair_vectors(model.siamese(real_A, "A")).pow(2).sum(dim=1)
+
+    before = squared_distances()
+    for _ in range(200):
+        optimizer.zero_grad()
+        results = ForwardResults(collapsed_generator, {"real_A": real_A, "real_B": real_B})
+        loss = weights["travel"] * terms["travel"](results)
+        if weights["margin"]:
+            loss = loss + weights["margin"] * terms["margin"](results)
+        loss.backward()
+        optimizer.step()
+    after = squared_distances()
+    if margin_weight:
+        assert after.min() > 0.9 * model.margin, after
+    else:  # the same training without the margin collapses the space
+        assert after.max() < 0.1 * before.min(), (before, after)

@@ -2,38 +2,64 @@
 encoder. Images in [-1, 1] -> (optional resize) -> centre crop to CLIP's resolution -> CLIP
 normalisation -> ``pooler_output`` (the paper's code: the post-layernorm CLS token, before the
 projection, not normalised) or ``image_embeds`` (projected). ``random_init`` builds the same
-architecture with random weights (the paper's ablation)."""
+architecture with random weights (the paper's ablation).
+
+Memory: the generator's outputs go through CLIP with a graph, so CLIP's activations for the whole
+batch stay alive until the generator's backward pass (benchmarks/travelgan_memory.py measures
+them). ``checkpoint`` keeps only CLIP's input and recomputes its forward during the backward
+pass; ``chunk_size`` encodes (and so recomputes) that many images at a time, which bounds the
+peak to one chunk's activations. Values and gradients are unchanged.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from bicyclegan_pl.clip.loading import not_found, preprocess_from, resolve_source
+from bicyclegan_pl.clip.preprocess import ClipPreprocess
 
 OUTPUTS = ("pooler", "image_embeds")
 
 
 class ClipImageEmbedder(nn.Module):
+    """A CLIP vision model (``CLIPVisionModel`` or ``...WithProjection``) as an image -> vector map."""
+
     frozen = True  # never trained, never in an optimiser or a checkpoint
 
     def __init__(
         self,
+        model: nn.Module,
+        preprocess: ClipPreprocess,
+        output: str = "pooler",
+        chunk_size: int | None = None,
+        checkpoint: bool = False,
+        name: str = "",
+    ):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"siamese output must be one of {OUTPUTS}, got {output!r}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"siamese chunk_size must be a positive number of images or null, got {chunk_size}")
+        self.model, self.preprocess = model, preprocess
+        self.output, self.chunk_size, self.checkpoint, self.name = output, chunk_size, checkpoint, name
+        self.requires_grad_(False).eval()
+
+    @classmethod
+    def load(
+        cls,
         model: str = "openai/clip-vit-large-patch14",
         output: str = "pooler",
         random_init: bool = False,
         resize: int | None = None,
         seed: int = 0,
         local_files_only: bool | None = None,
-    ):
-        from transformers import (
-            AutoConfig,
-            CLIPImageProcessor,
-            CLIPVisionConfig,
-            CLIPVisionModel,
-            CLIPVisionModelWithProjection,
-        )
+        chunk_size: int | None = None,
+        checkpoint: bool = False,
+    ) -> ClipImageEmbedder:
+        """From a hub id or a ``save_pretrained`` folder; ``random_init``: its architecture, seeded random weights."""
+        from transformers import AutoConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
-        super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"siamese output must be one of {OUTPUTS}, got {output!r}")
         source, local_files_only = resolve_source(model, local_files_only)
@@ -47,19 +73,27 @@ class ClipImageEmbedder(nn.Module):
             if random_init:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    self.model = network(config)
+                    vision = network(config)
             else:
-                self.model = network.from_pretrained(source, config=config, local_files_only=local_files_only)
+                vision = network.from_pretrained(source, config=config, local_files_only=local_files_only)
         except OSError as error:
             raise not_found(model, error) from error
-        self.output = output
-        self.name = model
-        self.preprocess = preprocess_from(processor, resize=resize)
-        self.requires_grad_(False).eval()
+        return cls(vision, preprocess_from(processor, resize=resize), output, chunk_size, checkpoint, name=model)
 
     def train(self, mode: bool = True) -> ClipImageEmbedder:
         return super().train(False)  # always eval: CLIP is a fixed feature space
 
     def forward(self, images: Tensor, domain: str | None = None) -> Tensor:
-        outputs = self.model(pixel_values=self.preprocess(images))
+        pixels = self.preprocess(images)
+        chunks = pixels.split(self.chunk_size) if self.chunk_size else (pixels,)
+        return torch.cat([self._encode_chunk(chunk) for chunk in chunks])
+
+    def _encode_chunk(self, pixels: Tensor) -> Tensor:
+        if self.checkpoint and torch.is_grad_enabled() and pixels.requires_grad:
+            # CLIP is in eval mode (no dropout), so the recomputation is exact
+            return recompute_in_backward(self._embed, pixels, use_reentrant=False)
+        return self._embed(pixels)
+
+    def _embed(self, pixels: Tensor) -> Tensor:
+        outputs = self.model(pixel_values=pixels)
         return outputs.pooler_output if self.output == "pooler" else outputs.image_embeds
