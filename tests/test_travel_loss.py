@@ -63,6 +63,17 @@ def test_margin_loss_pushes_collapsed_embeddings_apart():
     assert distances.min() >= 10.0 - 1e-3 and siamese_margin_loss(embeddings) < 1e-3
 
 
+def test_scale_to_batch_keeps_lambda_meaning_across_batch_sizes():
+    generator = torch.Generator().manual_seed(3)
+    source, translated = torch.randn(6, 8, generator=generator, dtype=torch.float64), torch.randn(6, 8, generator=generator, dtype=torch.float64)
+    plain = travel_loss(source, translated)
+    # at its own batch size the scaled sum is the sum; at 128 it is the mean pair times 128 * 127
+    assert torch.allclose(travel_loss(source, translated, scale_to_batch=6), plain, rtol=1e-12)
+    assert torch.allclose(travel_loss(source, translated, scale_to_batch=128), plain / 30 * 16256, rtol=1e-12)
+    with pytest.raises(ValueError, match="scale_to_batch"):
+        travel_loss(source, translated, scale_to_batch=1)
+
+
 def test_a_batch_of_one_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         travel_loss(torch.randn(1, 4), torch.randn(1, 4))

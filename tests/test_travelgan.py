@@ -174,3 +174,29 @@ def test_margin_keeps_the_learned_siamese_space_from_collapsing(margin_weight):
         assert after.min() > 0.9 * model.margin, after
     else:  # the same training without the margin collapses the space
         assert after.max() < 0.1 * before.min(), (before, after)
+
+
+def test_cliptravelgan_monet_steps_learning_rates_as_the_notebook(tiny_clip_dir):
+    """D at twice G's rate; G's rate 2e-4 for 7 epochs, 1e-4 for 5, then 3e-5 (and held)."""
+    model, cfg = build_model(
+        "+experiment=cliptravelgan_monet", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8",
+        "model.discriminator.n_layers=2", f"model.siamese.model={tiny_clip_dir}", tiny=False,
+    )
+    assert cfg.data.batch_size == 128 and cfg.trainer.max_epochs == 14
+    optimizers, schedulers = model.configure_optimizers()
+    seen = {"G": [], "D": []}
+    for _ in range(16):
+        for name, optimizer in zip(("G", "D"), optimizers):
+            seen[name].append(optimizer.param_groups[0]["lr"])
+        for scheduler in schedulers:
+            scheduler.step()
+    expected_g = [2e-4] * 7 + [1e-4] * 5 + [3e-5] * 4
+    assert seen["G"] == pytest.approx(expected_g)
+    assert seen["D"] == pytest.approx([2 * lr for lr in expected_g])
+
+
+def test_lr_stages_are_checked():
+    from bicyclegan_pl.models.base import stages_lambda
+
+    with pytest.raises(ValueError, match="stages"):
+        stages_lambda([[0, 1.0]])

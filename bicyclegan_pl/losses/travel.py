@@ -27,14 +27,21 @@ def pair_vectors(embeddings: Tensor) -> Tensor:
 
 
 def travel_loss(
-    source: Tensor, translated: Tensor, cosine_weight: float = 1.0, l2_weight: float = 0.0, reduction: str = "sum"
+    source: Tensor,
+    translated: Tensor,
+    cosine_weight: float = 1.0,
+    l2_weight: float = 0.0,
+    reduction: str = "sum",
+    scale_to_batch: int | None = None,
 ) -> Tensor:
     """cosine_weight * (1 - cos(v_x, v_G)) + l2_weight * mean_d (v_x - v_G)^2, over all ordered pairs.
 
     reduction ``sum`` (CLIPTraVeLGAN's code: Keras' cosine loss summed over the 127 x 128 pairs of its
     batch; its lambda is sized for that) or ``mean`` (TraVeLGAN's code, which uses -cos: the same
     gradient, a constant lower). TraVeLGAN: cosine_weight 1, l2_weight 1, mean; CLIPTraVeLGAN:
-    cosine_weight 1, l2_weight 0, sum. With ``sum`` the loss grows with B(B - 1).
+    cosine_weight 1, l2_weight 0, sum. With ``sum`` the loss grows with B(B - 1); ``scale_to_batch``
+    N rescales the sum to the N(N - 1) pairs of a batch of N, so that a lambda tuned at batch N
+    (the paper's 128) means the same at any batch size.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -46,7 +53,13 @@ def travel_loss(
         per_pair = per_pair + cosine_weight * (1.0 - F.cosine_similarity(v_x, v_g, dim=1, eps=1e-8))
     if l2_weight:
         per_pair = per_pair + l2_weight * (v_x - v_g).pow(2).mean(dim=1)
-    return per_pair.sum() if reduction == "sum" else per_pair.mean()
+    if reduction == "mean":
+        return per_pair.mean()
+    if scale_to_batch is None:
+        return per_pair.sum()
+    if scale_to_batch < 2:
+        raise ValueError(f"scale_to_batch must be a batch size of at least 2 (or null), got {scale_to_batch}")
+    return per_pair.mean() * (scale_to_batch * (scale_to_batch - 1))
 
 
 def siamese_margin_loss(embeddings: Tensor, margin: float = 10.0) -> Tensor:

@@ -53,6 +53,20 @@ def linear_decay_lambda(n_epochs: int, n_epochs_decay: int, epoch_count: int = 1
     return factor
 
 
+def stages_lambda(stages: Sequence[Sequence[float]]) -> Callable[[int], float]:
+    """Piecewise-constant factors: ``[[epochs, factor], ...]``, the last factor held afterwards
+    (CLIPTraVeLGAN's notebook: 2e-4 for 7 epochs, 1e-4 for 5, 3e-5 for 2 = factors 1, 0.5, 0.15)."""
+    if not stages or any(len(stage) != 2 or stage[0] < 1 for stage in stages):
+        raise ValueError(f"model.lr_scheduler.stages must be a list of [epochs >= 1, factor] pairs, got {stages!r}")
+    boundaries = np.cumsum([int(epochs) for epochs, _ in stages])
+    factors = [float(factor) for _, factor in stages]
+
+    def factor(epoch: int) -> float:
+        return factors[min(int(np.searchsorted(boundaries, epoch, side="right")), len(factors) - 1)]
+
+    return factor
+
+
 class ScheduledTranslationModule(L.LightningModule):
     """Manual optimisation through :mod:`bicyclegan_pl.schedule`; subclasses define the system."""
 
@@ -198,11 +212,13 @@ class ScheduledTranslationModule(L.LightningModule):
         policy = config.pop("policy", "linear")
         if policy == "linear":
             return torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay_lambda(**config))
+        if policy == "stages":
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, stages_lambda(**config))
         if policy == "step":
             return torch.optim.lr_scheduler.StepLR(optimizer, **config)
         if policy == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **config)
-        raise ValueError(f"unknown model.lr_scheduler.policy {policy!r}; choose linear, step or cosine")
+        raise ValueError(f"unknown model.lr_scheduler.policy {policy!r}; choose linear, stages, step or cosine")
 
     def to_memory_format(self, tensor: Tensor) -> Tensor:
         if self.use_channels_last and tensor.dim() == 4:
