@@ -21,6 +21,7 @@ from bicyclegan_pl.callbacks.sample_grid import render_grid
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.metrics.run import evaluate_model, metrics_table
+from bicyclegan_pl.metrics.semantic import evaluate_semantic_preservation
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
 
@@ -101,6 +102,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             description=f"evaluating {direction}" if direction else "evaluating",
         )
         results.update({f"{direction}/{key}" if direction else key: value for key, value in values.items()})
+    if hasattr(model, "semantic_embeddings"):  # a translator with a Siamese space (TraVeLGAN, CLIPTraVeLGAN)
+        results.update(evaluate_semantic_preservation(model.semantic_embeddings, loader, cfg.max_inputs, total=len(loader)))
     elapsed = time.perf_counter() - started
 
     summary = {

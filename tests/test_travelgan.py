@@ -27,15 +27,24 @@ def tiny_clip_dir(tmp_path_factory):
     return build_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
-def _fit_one_iteration(model):
+def _fit_one_iteration(model, **trainer_options):
     before = {name: clone(net).state_dict() for name, net in model.optimizer_groups().items()}
-    cpu_trainer(limit_train_batches=1).fit(model, train_dataloaders=loader(random_batches(1, 4, size=32, input_nc=3)))
+    trainer = cpu_trainer(limit_train_batches=1, **trainer_options)
+    trainer.fit(model, train_dataloaders=loader(random_batches(1, 4, size=32, input_nc=3)))
     assert model.iteration == 1
     for name, net in model.optimizer_groups().items():
         assert any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items()), f"{name} did not move"
 
 
-@pytest.mark.parametrize("variant", [["model.siamese.output=pooler"], ["model.siamese.output=image_embeds"], ["model/siamese=clip_random"]])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["model.siamese.output=pooler"],
+        ["model.siamese.output=image_embeds"],
+        ["model/siamese=clip_random"],
+        ["model.siamese.checkpoint=true", "model.siamese.chunk_size=3"],
+    ],
+)
 def test_clip_spaces_train_the_generator_and_leave_clip_untouched(tiny_clip_dir, variant):
     torch.manual_seed(0)
     model, _ = build_model(*SMALL, *variant, f"model.siamese.model={tiny_clip_dir}", tiny=False)
@@ -47,6 +56,15 @@ def test_clip_spaces_train_the_generator_and_leave_clip_untouched(tiny_clip_dir,
     assert all(torch.equal(weights[k], v) for k, v in clip.state_dict().items())
     assert not any("siamese" in key for key in model.state_dict())  # never in a checkpoint
     assert not clip.training  # eval mode even inside fit
+
+
+def test_checkpointed_clip_trains_under_bf16_mixed(tiny_clip_dir):
+    torch.manual_seed(0)
+    model, _ = build_model(
+        *SMALL, "model.siamese.checkpoint=true", "model.siamese.chunk_size=2", f"model.siamese.model={tiny_clip_dir}", tiny=False
+    )
+    _fit_one_iteration(model, precision="bf16-mixed")
+    assert all(torch.isfinite(p).all() for p in model.generator.parameters())
 
 
 def test_random_clip_differs_from_the_pretrained_one(tiny_clip_dir):
@@ -95,7 +113,7 @@ def test_experiment_configs_compose(experiment):
     learned = experiment.startswith("travelgan")
     assert cfg.model.siamese._target_.endswith("TravelSiamese" if learned else "ClipImageEmbedder.load")
     assert cfg.model.siamese.get("random_init", False) == (experiment == "cliptravelgan_random_clip")
-    assert cfg.callbacks.model_checkpoint.monitor == "val/travel_cosine"
+    assert cfg.callbacks.model_checkpoint is None and cfg.callbacks.last_checkpoint.save_last
 
 
 def test_checkpointed_chunked_clip_gives_the_same_loss_and_gradients_and_keeps_less(tiny_clip_dir):
@@ -200,3 +218,64 @@ def test_lr_stages_are_checked():
 
     with pytest.raises(ValueError, match="stages"):
         stages_lambda([[0, 1.0]])
+
+
+def test_moving_the_module_moves_the_frozen_clip(tiny_clip_dir):
+    model, _ = build_model(*SMALL, f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    model.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in model.frozen_siamese.parameters())
+    assert not any("siamese" in key for key in model.state_dict())
+
+
+def test_semantic_travel_cosine_over_all_pairs_equals_the_loss_and_is_blocked_exactly():
+    from bicyclegan_pl.losses import travel_loss
+    from bicyclegan_pl.metrics import semantic
+
+    generator = torch.Generator().manual_seed(4)
+    source, translated = torch.randn(9, 5, generator=generator), torch.randn(9, 5, generator=generator)
+    expected = 1 - travel_loss(source.double(), translated.double(), reduction="mean")
+    assert torch.allclose(semantic.travel_cosine(source, translated).double(), expected, atol=1e-6)
+    original = semantic._BLOCK_ELEMENTS
+    try:  # two rows per block: the diagonal of every block must still be left out
+        semantic._BLOCK_ELEMENTS = 2 * 9 * 5
+        assert torch.allclose(semantic.travel_cosine(source, translated).double(), expected, atol=1e-6)
+    finally:
+        semantic._BLOCK_ELEMENTS = original
+    assert float(semantic.travel_cosine(source, 3 * source + 1)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_lambda_sweep_then_evaluate_then_report_per_lambda(tmp_path, tiny_clip_dir):
+    """The user path of seed 002's sweep: +sweep=cliptravelgan_lambda (two of its lambdas here),
+    evaluate a job, report FID and both semantic measures per lambda."""
+    import json
+
+    from tests.test_train_cli import run_train
+
+    sweep_dir = tmp_path / "sweep"
+    tiny = ["data=synthetic_unpaired", "data.crop_size=32", "data.train_size=8", "data.val_size=8", "data.batch_size=4",
+            "model.generator.ngf=8", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
+            f"model.siamese.model={tiny_clip_dir}", "model.lr_scheduler=null"]
+    result = run_train(
+        "-m", "+experiment=cliptravelgan_monet", "+sweep=cliptravelgan_lambda", *tiny, "trainer.max_epochs=1",
+        "logger=csv", "metrics/feature_extractor=conv", "hydra.sweeper.params.model.loss_weights.travel=0.0003,0.01",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    header = (sweep_dir / "0" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val/fid_conv", "val/space_cosine", "val/travel_cosine", "train/travel_epoch"} <= set(header)
+
+    evaluation = run_train(f"ckpt={sweep_dir / '1' / 'checkpoints' / 'last.ckpt'}", "metrics/feature_extractor=conv",
+                           module="bicyclegan_pl.evaluate")
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    metrics = json.loads((sweep_dir / "1" / "eval" / "last-val" / "metrics.json").read_text())["metrics"]
+    assert {"fid_conv", "space_cosine", "travel_cosine"} <= set(metrics)
+    assert -1 <= metrics["travel_cosine"] <= 1 and "TraVeL cosine" in evaluation.stdout
+
+    report = run_train(str(sweep_dir), "--group-by", "model.loss_weights.travel", module="bicyclegan_pl.report")
+    assert report.returncode == 0, report.stderr
+    grouped = report.stdout.split("Per job:")[0]
+    rows = [line for line in grouped.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| model.loss_weights.travel") and {"fid_conv", "space_cosine", "travel_cosine"} <= {
+        cell.strip() for cell in rows[0].split("|")
+    }
+    assert [row.split("|")[1].strip() for row in rows[2:]] == ["0.0003", "0.01"]

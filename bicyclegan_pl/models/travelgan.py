@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bicyclegan_pl.losses import discriminator_adversarial_loss, generator_adversarial_loss
 from bicyclegan_pl.losses.travel import siamese_margin_loss, travel_loss
+from bicyclegan_pl.metrics.semantic import semantic_preservation
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 from bicyclegan_pl.nets.init import init_weights
 from bicyclegan_pl.schedule import ForwardResults, ResultSpec
@@ -76,15 +76,13 @@ class TravelGAN(ScheduledTranslationModule):
             groups["S"] = self.siamese
         return groups
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
+    def _apply(self, fn, recurse: bool = True):
+        # .to(device) / .to(dtype) of the module (Lightning's, evaluate's) also move the frozen
+        # space, which is deliberately not a registered child
+        super()._apply(fn, recurse)
         if not self.siamese_is_learned:
-            self.frozen_siamese.to(self.device)
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if not self.siamese_is_learned:
-            self.frozen_siamese.to(self.device)
+            self.frozen_siamese._apply(fn, recurse)
+        return self
 
     # ---- one iteration ------------------------------------------------------------------------
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
@@ -135,20 +133,17 @@ class TravelGAN(ScheduledTranslationModule):
         return [("real A", real_A), ("fake B", self.translate(real_A)), ("a real B", batch["B"].to(self.device))]
 
     @torch.no_grad()
-    def semantic_preservation(self, real_A: Tensor) -> dict[str, Tensor]:
-        """How much of the input's content the output keeps, in the Siamese space: the cosine of
-        S(x) and S(G(x)) per image, and the TraVeL cosine of the batch's pairs (1 = all kept)."""
-        fake_B = self.translate(real_A)
-        source, translated = self.space(real_A, "A"), self.space(fake_B, "B")
-        pairs = travel_loss(source, translated, cosine_weight=1.0, l2_weight=0.0, reduction="mean")
-        return {"space_cosine": F.cosine_similarity(source, translated, dim=1).mean(), "travel_cosine": 1.0 - pairs}
+    def semantic_embeddings(self, real_A: Tensor) -> tuple[Tensor, Tensor]:
+        """(S(x), S(G(x))) in the Siamese space: what ``metrics.semantic`` measures preservation in."""
+        real_A = real_A.to(self.device)
+        return self.space(real_A, "A"), self.space(self.translate(real_A), "B")
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         size = batch["A"].shape[0]
         if size < 2:
             return
-        # no reconstruction to log here: the travelgan experiments monitor val/travel_cosine (max)
-        for name, value in self.semantic_preservation(batch["A"]).items():
+        # no reconstruction to log for a one-sided translator: how much of the input survives instead
+        for name, value in semantic_preservation(*self.semantic_embeddings(batch["A"])).items():
             self.log(f"val/{name}", value, batch_size=size, sync_dist=True)
 
 
