@@ -89,9 +89,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # direction's outputs against the real images of its target domain (fake B vs real B)
     directions = getattr(model, "evaluation_directions", lambda: {"": (None, "B")})()
     results: dict[str, float] = {}
+    metrics_config = cfg.metrics
+    if getattr(model, "deterministic", False):  # one output per input: no diversity to measure
+        metrics_config = OmegaConf.merge(metrics_config, {"lpips": None})
     started = time.perf_counter()
     for direction, (outputs, real_key) in directions.items():
-        suite = instantiate(cfg.metrics, _convert_="all").to(device)
+        suite = instantiate(metrics_config, _convert_="all").to(device)
         suite.prepare(
             palette=getattr(datamodule, "palette", None), data_config=data_config, split=cfg.split,
             num_items=num_items, real_key=real_key,

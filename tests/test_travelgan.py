@@ -279,3 +279,22 @@ def test_lambda_sweep_then_evaluate_then_report_per_lambda(tmp_path, tiny_clip_d
         cell.strip() for cell in rows[0].split("|")
     }
     assert [row.split("|")[1].strip() for row in rows[2:]] == ["0.0003", "0.01"]
+
+
+def test_semantic_preservation_counts_each_held_out_input_once():
+    from bicyclegan_pl.metrics.semantic import evaluate_semantic_preservation, semantic_preservation
+
+    generator = torch.Generator().manual_seed(5)
+    images = torch.randn(4, 6, generator=generator)
+
+    def embed_pair(batch_images):  # a fixed "space" and a translator that keeps half of each vector
+        return batch_images, batch_images * torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+
+    # an unaligned split repeats A: items show A0 A1 A2 A3 A0 A1 in batches of 3
+    order = [0, 1, 2, 3, 0, 1]
+    batches = [
+        {"A": images[order[i : i + 3]], "A_path": [f"a{j}.png" for j in order[i : i + 3]]} for i in (0, 3)
+    ]
+    measured = evaluate_semantic_preservation(embed_pair, batches)
+    expected = {k: float(v) for k, v in semantic_preservation(*embed_pair(images)).items()}
+    assert measured == pytest.approx(expected, rel=1e-6)

@@ -18,9 +18,9 @@ DESCRIPTIONS = {
     "mode_coverage": ("mode coverage", "fraction of the K true appearances produced per input", "higher (1 = all)"),
     "mode_kl": ("mode KL", "KL divergence of the produced appearances from uniform, per input", "lower (0 = uniform)"),
     "mask_iou": ("mask IoU", "IoU of the generated object with the true object mask", "higher (1 = exact)"),
-    "space_cosine": ("space cosine", "cos(S(x), S(G(x))) in the model's Siamese space (CLIP), per image", "higher = closer to the input"),
+    "space_cosine": ("space cosine", "cos(S(x), S(G(x))) in the model's Siamese space, per distinct input", "higher = closer to the input"),
     "travel_cosine": (
-        "TraVeL cosine", "cos of S(x_i) - S(x_j) and S(G(x_i)) - S(G(x_j)) over all held-out pairs", "higher = more kept",
+        "TraVeL cosine", "cos of S(x_i) - S(x_j) and S(G(x_i)) - S(G(x_j)) over all pairs of distinct held-out inputs", "higher = more kept",
     ),
 }
 SPREAD = {"kid_mean": "kid_std", "is_mean": "is_std", "lpips_diversity": "lpips_diversity_stderr"}

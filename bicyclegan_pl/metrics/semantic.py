@@ -55,14 +55,22 @@ def evaluate_semantic_preservation(
     total: int | None = None,
 ) -> dict[str, float]:
     """``embed_pair(real_A) -> (S(x), S(G(x)))`` over the loader's A images, then both measures
-    over the whole set (its pairs span batches)."""
-    sources, translations, seen = [], [], 0
+    over the whole set (its pairs span batches). An A image that the split shows more than once
+    (an unaligned set has max(|A|, |B|) items) counts once: a pair of copies has no
+    transformation vector to keep."""
+    sources, translations, seen, paths = [], [], 0, set()
     for batch in tqdm(batches, total=total, desc="semantic preservation", unit="batch"):
         images = batch["A"] if max_inputs is None else batch["A"][: max(0, max_inputs - seen)]
         if len(images) == 0:
             break
+        seen += len(images)
+        if "A_path" in batch:
+            first = [i for i, path in enumerate(batch["A_path"][: len(images)]) if path not in paths]
+            paths.update(batch["A_path"][: len(images)])
+            images = images[first]
+            if len(images) == 0:
+                continue
         source, translated = embed_pair(images)
         sources.append(source.float().cpu())
         translations.append(translated.float().cpu())
-        seen += len(images)
     return {key: float(value) for key, value in semantic_preservation(torch.cat(sources), torch.cat(translations)).items()}

@@ -28,6 +28,8 @@ NetFactory = Callable[..., nn.Module]
 
 
 class CycleGAN(ScheduledTranslationModule):
+    #: one output per input (evaluate skips LPIPS diversity)
+    deterministic = True
     progress_bar_terms = ("gan_A", "gan_B", "cycle_A", "cycle_B", "d_A", "d_B")
 
     def __init__(

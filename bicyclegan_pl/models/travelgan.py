@@ -31,6 +31,8 @@ NetFactory = Callable[..., nn.Module]
 
 
 class TravelGAN(ScheduledTranslationModule):
+    #: one output per input (evaluate skips LPIPS diversity)
+    deterministic = True
     progress_bar_terms = ("gan", "travel", "margin", "d")
 
     def __init__(
