@@ -106,7 +106,9 @@ def grouped_table(groups: dict[str, list[JobLog]], key: str) -> str:
     # per-job table: here the spread that matters is the one over the group's runs
     keys = {k for k in keys if not _is_within_run_error(k)}
     columns = sorted(k for k in keys if k.startswith("eval/")) + sorted(k for k in keys if k.startswith("val/"))
-    header = [key, "runs", *(c.split("/", 1)[1] for c in columns)]
+    # short names (fid, recon_l1) unless a metric is both evaluated and validated (eval/fid, val/fid)
+    short = [c.split("/", 1)[1] for c in columns]
+    header = [key, "runs", *(name if short.count(name) == 1 else column for name, column in zip(short, columns))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, jobs in groups.items():
         cells = [name, str(len(jobs))]

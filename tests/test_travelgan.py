@@ -252,12 +252,12 @@ def test_lambda_sweep_then_evaluate_then_report_per_lambda(tmp_path, tiny_clip_d
     from tests.test_train_cli import run_train
 
     sweep_dir = tmp_path / "sweep"
-    tiny = ["data=synthetic_unpaired", "data.crop_size=32", "data.train_size=8", "data.val_size=8", "data.batch_size=4",
+    tiny = ["data=synthetic_unpaired", "~data.load_size", "data.crop_size=32", "data.train_size=8", "data.val_size=8", "data.batch_size=4",
             "model.generator.ngf=8", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
             f"model.siamese.model={tiny_clip_dir}", "model.lr_scheduler=null"]
     result = run_train(
         "-m", "+experiment=cliptravelgan_monet", "+sweep=cliptravelgan_lambda", *tiny, "trainer.max_epochs=1",
-        "logger=csv", "metrics/feature_extractor=conv", "hydra.sweeper.params.model.loss_weights.travel=0.0003,0.01",
+        "logger=csv", "metrics/feature_extractor=conv", "model.loss_weights.travel=0.0003,0.01",
         f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -275,10 +275,14 @@ def test_lambda_sweep_then_evaluate_then_report_per_lambda(tmp_path, tiny_clip_d
     assert report.returncode == 0, report.stderr
     grouped = report.stdout.split("Per job:")[0]
     rows = [line for line in grouped.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| model.loss_weights.travel") and {"fid_conv", "space_cosine", "travel_cosine"} <= {
-        cell.strip() for cell in rows[0].split("|")
-    }
-    assert [row.split("|")[1].strip() for row in rows[2:]] == ["0.0003", "0.01"]
+    header = [cell.strip() for cell in rows[0].split("|")]
+    assert header[1] == "model.loss_weights.travel"
+    # job 1 was evaluated too: its eval/ values sit beside every job's last validation
+    assert {"val/fid_conv", "val/space_cosine", "val/travel_cosine", "eval/travel_cosine"} <= set(header)
+    by_lambda = {row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")] for row in rows[1:]}
+    assert list(by_lambda) == ["0.0003", "0.01"]
+    column = header.index("eval/travel_cosine")
+    assert by_lambda["0.0003"][column] == "" and float(by_lambda["0.01"][column]) == pytest.approx(metrics["travel_cosine"], abs=1e-3)
 
 
 def test_semantic_preservation_counts_each_held_out_input_once():
