@@ -209,6 +209,48 @@ def test_training_b_is_random_balanced_and_a_function_of_seed_and_index(tmp_path
     assert min(Counter(draws).values()) >= 2
 
 
+def test_each_epoch_pairs_a_with_other_b_through_the_sampler(cyclegan_root):
+    """As the reference's per-access randint: an A image meets other B images in other epochs,
+    while each epoch still shows every B; the epoch travels in the sampler's indices, so workers,
+    ranks and resumed runs (which set the sampler's epoch) agree."""
+    from torch.utils.data import DistributedSampler
+
+    from bicyclegan_pl.data.unpaired import EpochIndexedSampler
+
+    datamodule = Monet2PhotoDataModule(root=cyclegan_root, load_size=32, crop_size=32, batch_size=2, num_workers=0)
+    sampler = datamodule.train_dataloader().sampler
+    assert isinstance(sampler, EpochIndexedSampler)
+    dataset = datamodule.train_set  # 5 A, 8 B: epochs of 8 items
+    plain = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0, drop_last=True)
+    pairs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        indices = list(sampler)
+        assert indices == [index + 8 * epoch for index in plain]  # the same shuffle, the epoch added
+        items = {dataset[index]["index"]: dataset[index] for index in indices}
+        assert sorted(items) == list(range(8))
+        assert sorted(item["B_path"] for item in items.values()) == sorted(str(p) for p in dataset.files_b)
+        assert [items[i]["A_path"] for i in range(8)] == [str(dataset.files_a[i % 5]) for i in range(8)]
+        pairs.append([items[i]["B_path"] for i in range(8)])
+    assert pairs[0] != pairs[1] and pairs[1] != pairs[2]
+    again = Monet2PhotoDataModule(root=cyclegan_root, load_size=32, crop_size=32, batch_size=2, num_workers=0)
+    again.setup("fit")
+    assert [again.train_set[8 + i]["B_path"] for i in range(8)] == pairs[1]  # a fresh copy (resume) agrees
+    with pytest.raises(IndexError):
+        datamodule.val_set[len(datamodule.val_set)]  # validation indices stay in range
+
+
+def test_colorization_partner_changes_every_epoch_and_is_never_the_photo_itself(tmp_path):
+    photos = write_images(tmp_path / "photos", 6, size=(32, 32))
+    dataset = ColorizationDataset(photos, 32, 32, seed=1)
+    epochs = [[dataset.b_index(epoch * 6 + i) for i in range(6)] for epoch in range(3)]
+    for partners in epochs:
+        assert sorted(partners) == list(range(6)) and all(b != i for i, b in enumerate(partners))
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    assert dataset[6 + 2]["A_path"] == str(photos[2]) and dataset[6 + 2]["index"] == 2
+
+
 def test_validation_b_is_fixed(tmp_path):
     files_a = write_images(tmp_path / "a", 2, size=(40, 40))
     files_b = write_images(tmp_path / "b", 5, size=(40, 40), first_seed=10)

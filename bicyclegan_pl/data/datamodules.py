@@ -24,6 +24,7 @@ from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpair
 from bicyclegan_pl.data.unpaired import (
     ColorizationDataset,
     DomainSplits,
+    EpochIndexedSampler,
     UnpairedFolderDataset,
     colorization_splits,
     folder_splits,
@@ -43,6 +44,9 @@ def _first(dataset: Dataset, count: int | None) -> Dataset:
 
 class _TranslationDataModule(L.LightningDataModule):
     """Loader logic shared by every data module; subclasses build `train_set`/`val_set`."""
+
+    #: the training sampler's class (unpaired folders: the epoch travels in the indices)
+    sampler_type: type[DistributedSampler] = DistributedSampler
 
     def __init__(self, batch_size: int, num_workers: int, seed: int, input_nc: int, output_nc: int) -> None:
         super().__init__()
@@ -83,7 +87,7 @@ class _TranslationDataModule(L.LightningDataModule):
                 f"The training set has {len(self.train_set)} items, fewer than one batch of {self.batch_size} "
                 f"on each of {world_size} process(es); lower data.batch_size or add data."
             )
-        return DistributedSampler(
+        return self.sampler_type(
             self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
 
@@ -244,7 +248,10 @@ class _UnpairedDataModule(_TranslationDataModule):
     Options read like the CycleGAN reference's: load_size 286 -> crop_size 256, flip
     (`--no_flip` is `flip: false`), batch_size 1. A domain without its own evaluation folder
     validates on a fixed `holdout` fraction of its files, removed from training and the
-    same for every seed. `val_size` keeps only the first N validation items."""
+    same for every seed. `val_size` keeps only the first N validation items. Training pairs
+    change every epoch (`EpochIndexedSampler`)."""
+
+    sampler_type = EpochIndexedSampler
 
     def __init__(
         self,

@@ -6,13 +6,13 @@ is resized to `load_size` x `load_size` (bicubic), then randomly cropped and fli
 training (centre cropped in evaluation) and scaled to [-1, 1], each domain with its own crop
 and flip, since nothing relates the two.
 
-Which B an item shows. The reference draws `random.randint` on every access. Here the
-training B of item `i` is a pure function of (seed, i): items are cut into blocks of
-`len(B)` consecutive indices and each block shows a seeded random permutation of B. So B is
-random across items, identical for every worker, DDP rank and resumed run, and every B image
-is shown at least once per epoch (independent draws skip about a third of B every epoch).
-The pairing is fixed for a seed; the sampler still reshuffles the items every epoch, and
-CycleGAN's losses treat the two domains separately, so a fixed pairing costs nothing.
+Which B an item shows. The reference draws `random.randint` on every access, so an A image
+meets other B images every epoch. Here the training sampler (`EpochIndexedSampler`) yields
+item `i` of epoch `e` as the index `e * len + i`, and the B of an index is a pure function of
+(seed, index): consecutive indices are cut into blocks of `len(B)` and each block shows a
+seeded random permutation of B. So B is random across items and epochs, like the reference's,
+yet identical in every worker (persistent or not), DDP rank and resumed run, and every B image
+is shown about equally often (independent draws skip about a third of B every epoch).
 Evaluation pairs `files_b[i % len(B)]`, fixed.
 
 Layouts (each resolved into train/validation file lists, `DomainSplits`):
@@ -28,12 +28,13 @@ depend on the training seed and evaluations of different seeds stay comparable.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 from torchvision.transforms.v2 import functional as TF
 
 from bicyclegan_pl.data.download import download_command
@@ -230,10 +231,22 @@ class BalancedDraw:
         return int(self._blocks[block][position])
 
 
-def _check_index(index: int, length: int) -> int:
-    if not 0 <= index < length:
+def _check_index(index: int, length: int, train: bool = False) -> int:
+    """A valid index: [0, length), or any index >= 0 in training (`EpochIndexedSampler`)."""
+    if index < 0 or (index >= length and not train):
         raise IndexError(f"index {index} out of range for a dataset of {length} items")
     return int(index)
+
+
+class EpochIndexedSampler(DistributedSampler):
+    """The shuffling `DistributedSampler`, with the epoch carried in the indices it yields:
+    item i of epoch e comes as `e * len(dataset) + i`. A training set that draws from the index
+    (B in `UnpairedFolderDataset`, the partner photo in `ColorizationDataset`) draws anew every
+    epoch, with nothing to synchronise: Lightning sets the sampler's epoch (also on resume)."""
+
+    def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * len(self.dataset)
+        return (index + offset for index in super().__iter__())
 
 
 class UnpairedFolderDataset(Dataset):
@@ -241,8 +254,9 @@ class UnpairedFolderDataset(Dataset):
 
     Items: {"A": (input_nc, crop, crop), "B": (output_nc, crop, crop), both float in
     [-1, 1], "index": int, "A_path": str, "B_path": str}. Length max(len(A), len(B)).
-    `train`: random crop and flip per domain, B drawn by `BalancedDraw` (see the module
-    docstring); otherwise centre crop and B = files_b[index % len(B)].
+    `train`: random crop and flip per domain, B drawn by `BalancedDraw` from the index, which
+    may run past the length to carry the epoch (see the module docstring); otherwise centre
+    crop and B = files_b[index % len(B)].
     """
 
     def __init__(
@@ -274,20 +288,20 @@ class UnpairedFolderDataset(Dataset):
 
     def b_index(self, index: int) -> int:
         """The position in `files_b` of item `index`'s B image."""
-        index = _check_index(index, len(self))
+        index = _check_index(index, len(self), self.train)
         return self._draw_b(index) if self.train else index % len(self.files_b)
 
     def _image(self, path: Path, channels: int) -> torch.Tensor:
         return self.transform(to_image(load_rgb(path), channels)).as_subclass(torch.Tensor)
 
     def __getitem__(self, index: int) -> dict[str, object]:
-        index = _check_index(index, len(self))
-        path_a = self.files_a[index % len(self.files_a)]
+        index = _check_index(index, len(self), self.train)
+        path_a = self.files_a[index % len(self) % len(self.files_a)]
         path_b = self.files_b[self.b_index(index)]
         return {
             "A": self._image(path_a, self.input_nc),
             "B": self._image(path_b, self.output_nc),
-            "index": index,
+            "index": index % len(self),
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
@@ -299,8 +313,9 @@ class ColorizationDataset(Dataset):
     A = the ITU-R 601 luma of photo `index` (torchvision `rgb_to_grayscale`; 1 channel, or
     replicated to 3 when input_nc=3); B = a colour photo. In training B is a DIFFERENT photo,
     drawn as a seeded random cyclic derangement (item i shows the photo after i in a random
-    cyclic order: never itself, every photo once per epoch, a pure function of (seed, i)),
-    so the model never sees the pair, as CycleGAN trains it. In evaluation B is photo
+    cyclic order: never itself, every photo once per epoch, a pure function of (seed, index),
+    a new order every epoch under `EpochIndexedSampler`), so the model never sees the pair, as
+    CycleGAN trains it. In evaluation B is photo
     `index` itself, the ground-truth colours of A, which paired metrics can use.
     Items as `UnpairedFolderDataset`'s. A and B are cropped and flipped independently.
     """
@@ -329,31 +344,32 @@ class ColorizationDataset(Dataset):
         self.output_nc = output_nc
         self.seed = seed
         self.transform = paired_transform(load_size, crop_size, train=train, flip=flip)
-        self._next: torch.Tensor | None = None
+        self._next: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.files)
 
     def b_index(self, index: int) -> int:
         """The position in `files` of item `index`'s colour photo B."""
-        index = _check_index(index, len(self))
+        index = _check_index(index, len(self), self.train)
         if not self.train:
             return index
-        if self._next is None:
-            order = torch.randperm(len(self.files), generator=item_generator(self.seed, "colorization/B", 0))
+        block, item = divmod(index, len(self.files))
+        if block not in self._next:
+            order = torch.randperm(len(self.files), generator=item_generator(self.seed, "colorization/B", block))
             following = torch.empty_like(order)
             following[order] = order.roll(-1)  # the photo after each one in the random cyclic order
-            self._next = following
-        return int(self._next[index])
+            self._next[block] = following
+        return int(self._next[block][item])
 
     def __getitem__(self, index: int) -> dict[str, object]:
-        index = _check_index(index, len(self))
-        path_a, path_b = self.files[index], self.files[self.b_index(index)]
+        index = _check_index(index, len(self), self.train)
+        path_a, path_b = self.files[index % len(self)], self.files[self.b_index(index)]
         gray = TF.rgb_to_grayscale(to_image(load_rgb(path_a), 3), num_output_channels=self.input_nc)
         return {
             "A": self.transform(gray).as_subclass(torch.Tensor),
             "B": self.transform(to_image(load_rgb(path_b), 3)).as_subclass(torch.Tensor),
-            "index": index,
+            "index": index % len(self),
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
