@@ -302,3 +302,13 @@ def test_semantic_preservation_counts_each_held_out_input_once():
     measured = evaluate_semantic_preservation(embed_pair, batches)
     expected = {k: float(v) for k, v in semantic_preservation(*embed_pair(images)).items()}
     assert measured == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_missing_clip_names_the_siamese_key_and_how_to_get_it(tmp_path):
+    from bicyclegan_pl.clip.loading import ClipNotFoundError
+    from bicyclegan_pl.clip.siamese import ClipImageEmbedder
+
+    with pytest.raises(ClipNotFoundError, match=r"model\.siamese\.model=.*no such folder"):
+        ClipImageEmbedder.load(str(tmp_path / "nowhere" / "clip"))
+    with pytest.raises(ClipNotFoundError, match=r"model\.siamese\.model=openai/clip-vit-large-patch14.*huggingface-cli download"):
+        ClipImageEmbedder.load("openai/clip-vit-large-patch14", local_files_only=True)

@@ -90,24 +90,25 @@ def load_clip(name: str, device: torch.device | str = "cpu", local_files_only: b
     return ClipModel(model=model, tokenizer=tokenizer, preprocess=preprocess, name=name).to(device)
 
 
-def resolve_source(name: str, local_files_only: bool | None) -> tuple[str, bool]:
+def resolve_source(name: str, local_files_only: bool | None, key: str = "clip.model") -> tuple[str, bool]:
     """(what to pass to from_pretrained, local_files_only); a path-like name must be a folder."""
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), local_files_only
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ClipNotFoundError(f"clip.model={name}: no such folder (a local CLIP needs a folder written by save_pretrained).")
+        raise ClipNotFoundError(f"{key}={name}: no such folder (a local CLIP needs a folder written by save_pretrained).")
     return name, local_files_only
 
 
-def not_found(name: str, error: Exception) -> ClipNotFoundError:
+def not_found(name: str, error: Exception, key: str = "clip.model") -> ClipNotFoundError:
+    """``key``: the config key the user set the CLIP with (guide: clip.model; TraVeLGAN: model.siamese.model)."""
     cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
     return ClipNotFoundError(
-        f"clip.model={name}: could not load it ({str(error).splitlines()[0]}). Give a hub id that is in the "
+        f"{key}={name}: could not load it ({str(error).splitlines()[0]}). Give a hub id that is in the "
         f"Hugging Face cache ({cache}/hub) or can be downloaded, or a local folder: on a machine with network run "
         f"`huggingface-cli download {name}` (then copy {cache}/hub here) or save it with "
-        "CLIPModel/CLIPProcessor.save_pretrained(<folder>) and pass clip.model=<folder>."
+        f"CLIPModel/CLIPProcessor.save_pretrained(<folder>) and pass {key}=<folder>."
     )
 
 

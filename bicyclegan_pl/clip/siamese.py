@@ -20,6 +20,7 @@ from bicyclegan_pl.clip.loading import not_found, preprocess_from, resolve_sourc
 from bicyclegan_pl.clip.preprocess import ClipPreprocess
 
 OUTPUTS = ("pooler", "image_embeds")
+CONFIG_KEY = "model.siamese.model"  # named in the errors: where a user sets this CLIP
 
 
 class ClipImageEmbedder(nn.Module):
@@ -62,7 +63,7 @@ class ClipImageEmbedder(nn.Module):
 
         if output not in OUTPUTS:
             raise ValueError(f"siamese output must be one of {OUTPUTS}, got {output!r}")
-        source, local_files_only = resolve_source(model, local_files_only)
+        source, local_files_only = resolve_source(model, local_files_only, key=CONFIG_KEY)
         network = CLIPVisionModelWithProjection if output == "image_embeds" else CLIPVisionModel
         try:
             processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
@@ -77,7 +78,7 @@ class ClipImageEmbedder(nn.Module):
             else:
                 vision = network.from_pretrained(source, config=config, local_files_only=local_files_only)
         except OSError as error:
-            raise not_found(model, error) from error
+            raise not_found(model, error, key=CONFIG_KEY) from error
         return cls(vision, preprocess_from(processor, resize=resize), output, chunk_size, checkpoint, name=model)
 
     def train(self, mode: bool = True) -> ClipImageEmbedder:
