@@ -525,3 +525,14 @@ def test_real_monet2photo_mini_at_64_px():
     images = torch.cat([batch["B"] for batch in val_batches])
     assert images.shape == (8, 3, 64, 64) and images.min() >= -1.0 and images.max() <= 1.0
     assert images.std() > 0.2  # real photos, not blank
+
+
+def test_the_draw_cache_stays_bounded_over_many_epochs():
+    from bicyclegan_pl.data.unpaired import CACHED_BLOCKS, BalancedDraw
+
+    draw = BalancedDraw(5, seed=0, stream="test")
+    first = [draw(i) for i in range(5)]
+    for index in range(5 * 100):
+        draw(index)
+    assert len(draw._blocks) <= CACHED_BLOCKS
+    assert [draw(i) for i in range(5)] == first  # an evicted block is redrawn identically

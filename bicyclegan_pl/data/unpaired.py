@@ -210,10 +210,20 @@ def load_rgb(path: Path) -> Image.Image:
         raise DatasetError(f"Cannot read image {path}: {error}") from error
 
 
+#: permutations kept per dataset copy: indices grow with the epoch, so the cache must not
+CACHED_BLOCKS = 16
+
+
+def _remember(cache: dict[int, torch.Tensor], block: int, value: torch.Tensor) -> None:
+    if len(cache) >= CACHED_BLOCKS:
+        cache.pop(next(iter(cache)))  # the oldest block: epochs only move forward
+    cache[block] = value
+
+
 class BalancedDraw:
     """Index `i` -> a random index in [0, count) that is a pure function of (seed, stream, i):
     block `i // count` is a seeded permutation of [0, count), so every index is drawn once
-    per block. Permutations are cached per block (a few KB each)."""
+    per block. The latest permutations are cached (a few KB each)."""
 
     def __init__(self, count: int, seed: int, stream: str) -> None:
         if count < 1:
@@ -227,7 +237,7 @@ class BalancedDraw:
         block, position = divmod(int(index), self.count)
         if block not in self._blocks:
             generator = item_generator(self.seed, self.stream, block)
-            self._blocks[block] = torch.randperm(self.count, generator=generator)
+            _remember(self._blocks, block, torch.randperm(self.count, generator=generator))
         return int(self._blocks[block][position])
 
 
@@ -359,7 +369,7 @@ class ColorizationDataset(Dataset):
             order = torch.randperm(len(self.files), generator=item_generator(self.seed, "colorization/B", block))
             following = torch.empty_like(order)
             following[order] = order.roll(-1)  # the photo after each one in the random cyclic order
-            self._next[block] = following
+            _remember(self._next, block, following)
         return int(self._next[block][item])
 
     def __getitem__(self, index: int) -> dict[str, object]:
