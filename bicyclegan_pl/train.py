@@ -1,10 +1,14 @@
 """Training entry point: ``python -m bicyclegan_pl.train [+experiment=NAME] [key=value ...]``.
 
 Composes the Hydra config in conf/, instantiates data, model, callbacks, loggers and trainer,
-and fits. Resume an interrupted run with ``hydra.run.dir=<its folder> ckpt_path=last``.
+and fits. ``ckpt_path`` (conf/train.yaml) says whether to resume: ``auto`` (the default) resumes
+from ``<run folder>/checkpoints/last.ckpt`` when there is one, so an interrupted run continues
+with ``hydra.run.dir=<its folder>`` and a requeued Slurm job picks up where it stopped.
+A stop signal saves ``last.ckpt`` and exits with 128 + the signal number (`preemption`).
 """
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,19 +17,35 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from bicyclegan_pl import distributed  # noqa: F401  (registers the ddp_manual_sync strategy)
 from bicyclegan_pl.callbacks.metrics import MetricsConfigurationError
+from bicyclegan_pl.checkpoint_io import AtomicCheckpointIO
 from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
+from bicyclegan_pl.models.checkpoint import CheckpointError
+from bicyclegan_pl.preemption import TrainingInterrupted, exit_after_interruption, launcher_handlers
+from bicyclegan_pl.run_folder import RunFolderError, RunFolderLock, resolve_resume, wandb_run_id
 from bicyclegan_pl.schedule import NonFiniteLossError, ScheduleError
 
 register_resolvers()
 
-# mistakes a user fixes (data path, schedule, settings, missing weights): a message, not a traceback
-USER_ERRORS = (DatasetError, ScheduleError, NonFiniteLossError, MetricsConfigurationError, WeightsNotFoundError)
+# mistakes a user fixes (data path, schedule, settings, missing weights, a checkpoint or run
+# folder that cannot be used): a message, not a traceback
+USER_ERRORS = (
+    DatasetError,
+    ScheduleError,
+    NonFiniteLossError,
+    MetricsConfigurationError,
+    WeightsNotFoundError,
+    CheckpointError,
+    RunFolderError,
+)
 
 
 def _instantiate_all(section: DictConfig | None) -> list[Any]:
@@ -43,10 +63,42 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
+def _keep_wandb_run(cfg: DictConfig, output_dir: Path) -> None:
+    """Give the W&B logger this run folder's run id, so a resumed run continues its W&B run."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if not wandb_cfg or not str(wandb_cfg.get("_target_", "")).endswith("WandbLogger") or wandb_cfg.get("id"):
+        return
+    with open_dict(cfg):
+        wandb_cfg.id = wandb_run_id(output_dir, secrets.token_hex(4))  # W&B ids: [a-z0-9]
+        wandb_cfg.resume = "allow"
+
+
+def _plugins() -> list[Any]:
+    """Atomic checkpoint files; on SLURM, requeueing is left to the launcher (submitit), not
+    Lightning (see `preemption`)."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    lock = RunFolderLock(output_dir)
+    if rank_zero_only.rank == 0:  # DDP ranks > 0 share the folder of their rank 0
+        lock.acquire()
+    try:
+        return _train_in(cfg, output_dir)
+    finally:
+        lock.release()
+
+
+def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    resume = resolve_resume(cfg.get("ckpt_path"), output_dir)
+    L.seed_everything(cfg.seed, workers=True)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        _keep_wandb_run(cfg, output_dir)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -57,10 +109,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = _instantiate_all(cfg.get("logger"))
     if not loggers:  # logger=none: nothing to send learning rates to (Lightning would refuse to start)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=_plugins(), _convert_="all"
+    )
     for logger in trainer.loggers:
         logger.log_hyperparams(model.run_config)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if resume is not None and trainer.is_global_zero:
+        print(f"resuming from {resume.path} (after iteration {resume.iteration})")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume is not None else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
         checkpoint = trainer.checkpoint_callback
@@ -72,9 +128,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    handlers = launcher_handlers()  # before Lightning's: submitit's requeue handler, if any
     try:
         with user_errors_as_messages(USER_ERRORS):
             metrics = train(cfg)
+    except TrainingInterrupted as interrupted:
+        print(f"{interrupted}; resume with the same command and hydra.run.dir={cfg.paths.output_dir}", file=sys.stderr)
+        exit_after_interruption(interrupted, handlers)
     finally:
         _finish_wandb()
     monitored = cfg.get("optimized_metric")

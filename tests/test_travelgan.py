@@ -113,7 +113,7 @@ def test_experiment_configs_compose(experiment):
     learned = experiment.startswith("travelgan")
     assert cfg.model.siamese._target_.endswith("TravelSiamese" if learned else "ClipImageEmbedder.load")
     assert cfg.model.siamese.get("random_init", False) == (experiment == "cliptravelgan_random_clip")
-    assert cfg.callbacks.model_checkpoint is None and cfg.callbacks.last_checkpoint.save_last
+    assert cfg.callbacks.model_checkpoint is None and cfg.callbacks.last_checkpoint._target_.endswith("LastCheckpoint")
 
 
 def test_checkpointed_chunked_clip_gives_the_same_loss_and_gradients_and_keeps_less(tiny_clip_dir):

@@ -1,5 +1,6 @@
-"""Callbacks: sample grids and evaluation metrics."""
+"""Callbacks: the resumable last checkpoint, sample grids and evaluation metrics."""
+from bicyclegan_pl.callbacks.last_checkpoint import LastCheckpoint
 from bicyclegan_pl.callbacks.metrics import MetricsCallback, MetricsConfigurationError
 from bicyclegan_pl.callbacks.sample_grid import SampleGridCallback, render_grid
 
-__all__ = ["MetricsCallback", "MetricsConfigurationError", "SampleGridCallback", "render_grid"]
+__all__ = ["LastCheckpoint", "MetricsCallback", "MetricsConfigurationError", "SampleGridCallback", "render_grid"]
