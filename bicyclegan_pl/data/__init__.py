@@ -1,13 +1,19 @@
 """Datasets and LightningDataModules.
 
 Modules, one job each:
-- `errors`: `DatasetError`, the exception for problems a user can fix.
+- `errors`: `DatasetError`, the exception for problems a user can fix (`BadImageError`: one file).
+- `images`: image files -> 8-bit RGB (16-bit scaling, transparency on white), for every folder dataset.
+- `checks`: the size and AB-shape rules an image file must meet.
+- `notices`: warnings about a file, once per process.
 - `shapes`: procedural objects (random shape specs, their masks and outlines).
 - `appearance`: the appearance palette, painting and classifying appearances.
 - `synthetic`: the embedded synthetic paired and unpaired datasets.
 - `transforms`: joint A/B transforms for paired images (identical crop and flip).
 - `paired`: the pix2pix single-file "AB" folder dataset.
 - `unpaired`: CycleGAN-style unpaired folders (monet2photo, GTA5/Cityscapes, any two folders, colorization).
+- `scan`: the setup scan of file headers, cached per dataset folder.
+- `screening`: a folder datamodule's bad-file options (scan, on_bad_image, min_image_size).
+- `skipping`: `on_bad_image=skip`: replacing items that fail to load, `skipped_images.txt`.
 - `datamodules`: LightningDataModules over those datasets.
 - `download`: `python -m bicyclegan_pl.data.download NAME --root DIR`.
 

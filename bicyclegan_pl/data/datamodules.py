@@ -3,10 +3,11 @@ unpaired folders (any two folders, monet2photo, GTA5 -> Cityscapes, colorization
 
 The training loader always uses a `DistributedSampler` (also on one process), built from the
 attached trainer's world size and rank. Its order is a pure function of (seed, epoch):
-Lightning calls `set_epoch` on it every epoch and keeps it rather than inserting its own, so
-a run resumed from a checkpoint sees the same batches as an uninterrupted one, and DDP ranks
-split every epoch into disjoint shards. Partial batches are dropped, as BicycleGAN splits
-every batch in two halves and skips incomplete ones. Validation is sequential and fixed.
+Lightning calls `set_epoch` on it every epoch and keeps it rather than inserting its own, and
+the loader's position travels in checkpoints (`data/resumable.py`), so a run resumed from a
+checkpoint, even one taken in the middle of an epoch, sees the same batches as an
+uninterrupted one, and DDP ranks split every epoch into disjoint shards. Partial batches are
+dropped, as BicycleGAN splits every batch in two halves and skips incomplete ones. Validation is sequential and fixed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.data.appearance import appearance_palette
-from bicyclegan_pl.data.paired import PairedFolderDataset
+from bicyclegan_pl.data.paired import PairedFolderDataset, find_images
+from bicyclegan_pl.data.resumable import ResumableDataLoader, ResumableSampler
+from bicyclegan_pl.data.screening import ImageScreening
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpairedDataset
 from bicyclegan_pl.data.unpaired import (
     ColorizationDataset,
@@ -46,7 +49,7 @@ class _TranslationDataModule(L.LightningDataModule):
     """Loader logic shared by every data module; subclasses build `train_set`/`val_set`."""
 
     #: the training sampler's class (unpaired folders: the epoch travels in the indices)
-    sampler_type: type[DistributedSampler] = DistributedSampler
+    sampler_type: type[ResumableSampler] = ResumableSampler
 
     def __init__(self, batch_size: int, num_workers: int, seed: int, input_nc: int, output_nc: int) -> None:
         super().__init__()
@@ -78,7 +81,7 @@ class _TranslationDataModule(L.LightningDataModule):
             return self.trainer.strategy.root_device.type == "cuda"
         return torch.cuda.is_available()
 
-    def train_sampler(self) -> DistributedSampler:
+    def train_sampler(self) -> ResumableSampler:
         """The shuffling sampler of this process: order = f(seed, epoch, rank)."""
         self.setup("fit")
         world_size, rank = self._replicas()
@@ -88,12 +91,20 @@ class _TranslationDataModule(L.LightningDataModule):
                 f"on each of {world_size} process(es); lower data.batch_size or add data."
             )
         return self.sampler_type(
-            self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+            self.train_set, batch_size=self.batch_size, num_replicas=world_size, rank=rank, seed=self.seed
         )
+
+    def _training_position(self) -> tuple[int, bool]:
+        """(batches of the current epoch trained, epoch complete), for mid-epoch checkpoints."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, True
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return done, done >= trainer.num_training_batches
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.train_sampler()
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_set,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -101,6 +112,7 @@ class _TranslationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self._pin_memory(),
+            position=self._training_position,
         )
 
     def val_batch_size(self) -> int:
@@ -193,7 +205,9 @@ class PairedFolderDataModule(_TranslationDataModule):
     """pix2pix AB folders: `root/train` for training, `root/val` (or `root/test` when there
     is no val) for validation. Options read like pix2pix's: direction, load_size,
     crop_size, input_nc, output_nc, flip (pix2pix `--no_flip` is `flip: false`).
-    `val_size` keeps only the first (sorted) val files, to bound validation time."""
+    `val_size` keeps only the first (sorted) val files, to bound validation time.
+    Bad files: `min_image_size`, `scan`, `on_bad_image`, `log_dir`, `cache_dir` (see
+    `screening`); the size that counts is that of a half (one image of the pair)."""
 
     def __init__(
         self,
@@ -209,9 +223,15 @@ class PairedFolderDataModule(_TranslationDataModule):
         flip: bool = True,
         val_split: str | None = None,
         val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
         self.save_hyperparameters()
+        self.screening = ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir)
         self.root = Path(root)
         self.direction = direction
         self.load_size = load_size
@@ -235,10 +255,15 @@ class PairedFolderDataModule(_TranslationDataModule):
             crop_size=self.crop_size,
             input_nc=self.input_nc,
             output_nc=self.output_nc,
+            min_image_size=self.screening.min_image_size,
         )
-        train = PairedFolderDataset(split="train", train=True, flip=self.flip, **common)
-        val = PairedFolderDataset(split=self._eval_split(), train=False, **common)
-        return train, _first(val, self.val_size)
+        split = self._eval_split()
+        self.screening.attach(self.trainer)
+        listed = [find_images(self.root, "train"), find_images(self.root, split)]
+        train_files, val_files = self.screening.screen(listed, ab=True)
+        train = PairedFolderDataset(split="train", train=True, flip=self.flip, files=train_files, **common)
+        val = PairedFolderDataset(split=split, train=False, files=val_files, **common)
+        return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)
 
 
 class _UnpairedDataModule(_TranslationDataModule):
@@ -249,7 +274,8 @@ class _UnpairedDataModule(_TranslationDataModule):
     (`--no_flip` is `flip: false`), batch_size 1. A domain without its own evaluation folder
     validates on a fixed `holdout` fraction of its files, removed from training and the
     same for every seed. `val_size` keeps only the first N validation items. Training pairs
-    change every epoch (`EpochIndexedSampler`)."""
+    change every epoch (`EpochIndexedSampler`). Bad files: `min_image_size`, `scan`,
+    `on_bad_image`, `log_dir`, `cache_dir` (see `screening`)."""
 
     sampler_type = EpochIndexedSampler
 
@@ -265,8 +291,10 @@ class _UnpairedDataModule(_TranslationDataModule):
         flip: bool,
         holdout: float,
         val_size: int | None,
+        screening: ImageScreening,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
+        self.screening = screening
         if crop_size > load_size:
             raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
         if not 0.0 < holdout < 1.0:
@@ -281,18 +309,28 @@ class _UnpairedDataModule(_TranslationDataModule):
     def _splits(self) -> DomainSplits:
         raise NotImplementedError
 
+    def _screened_splits(self) -> DomainSplits:
+        """`_splits()` without the files the setup scan finds bad (on_bad_image=skip), one
+        domain at a time (each domain's files share a folder, and its header cache)."""
+        splits = self._splits()
+        self.screening.attach(self.trainer)
+        train_a, val_a = self.screening.screen([splits.train_a, splits.val_a])
+        train_b, val_b = self.screening.screen([splits.train_b, splits.val_b])
+        return DomainSplits(train_a, train_b, val_a, val_b)
+
     def _build(self) -> tuple[Dataset, Dataset]:
-        self.splits = self._splits()
+        self.splits = self._screened_splits()
         common = dict(
             load_size=self.load_size,
             crop_size=self.crop_size,
             input_nc=self.input_nc,
             output_nc=self.output_nc,
             seed=self.seed,
+            min_image_size=self.screening.min_image_size,
         )
         train = UnpairedFolderDataset(self.splits.train_a, self.splits.train_b, train=True, flip=self.flip, **common)
         val = UnpairedFolderDataset(self.splits.val_a, self.splits.val_b, train=False, **common)
-        return train, _first(val, self.val_size)
+        return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)
 
 
 class UnpairedFolderDataModule(_UnpairedDataModule):
@@ -315,8 +353,16 @@ class UnpairedFolderDataModule(_UnpairedDataModule):
         flip: bool = True,
         holdout: float = 0.1,
         val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        super().__init__(
+            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
+            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
+        )
         self.save_hyperparameters()
         self.root_a, self.root_b = Path(root_a), Path(root_b)
         self.val_a = None if val_a is None else Path(val_a)
@@ -344,8 +390,16 @@ class Monet2PhotoDataModule(_UnpairedDataModule):
         flip: bool = True,
         holdout: float = 0.1,
         val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        super().__init__(
+            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
+            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
+        )
         self.save_hyperparameters()
         self.root = Path(root)
 
@@ -372,8 +426,16 @@ class GTA2CityscapesDataModule(_UnpairedDataModule):
         flip: bool = True,
         holdout: float = 0.1,
         val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        super().__init__(
+            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
+            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
+        )
         self.save_hyperparameters()
         self.gta_root, self.cityscapes_root = Path(gta_root), Path(cityscapes_root)
 
@@ -399,8 +461,16 @@ class ColorizationDataModule(_UnpairedDataModule):
         flip: bool = True,
         holdout: float = 0.1,
         val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size)
+        super().__init__(
+            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
+            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
+        )
         if output_nc != 3:
             raise ValueError(f"colorization targets are colour photos: output_nc must be 3, got {output_nc}")
         self.save_hyperparameters()
@@ -408,9 +478,16 @@ class ColorizationDataModule(_UnpairedDataModule):
         self.photos: tuple[list[Path], list[Path]] | None = None
 
     def _build(self) -> tuple[Dataset, Dataset]:
-        self.photos = colorization_splits(self.root, self.holdout)
-        train_files, val_files = self.photos
-        common = dict(load_size=self.load_size, crop_size=self.crop_size, input_nc=self.input_nc, seed=self.seed)
+        self.screening.attach(self.trainer)
+        train_files, val_files = self.screening.screen(list(colorization_splits(self.root, self.holdout)))
+        self.photos = train_files, val_files
+        common = dict(
+            load_size=self.load_size,
+            crop_size=self.crop_size,
+            input_nc=self.input_nc,
+            seed=self.seed,
+            min_image_size=self.screening.min_image_size,
+        )
         train = ColorizationDataset(train_files, train=True, flip=self.flip, **common)
         val = ColorizationDataset(val_files, train=False, **common)
-        return train, _first(val, self.val_size)
+        return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)

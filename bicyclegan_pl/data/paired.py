@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from bicyclegan_pl.data.checks import ImageRules
 from bicyclegan_pl.data.download import DATASETS, download_command
 from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.data.images import open_rgb
 from bicyclegan_pl.data.transforms import paired_transform, to_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -53,19 +55,12 @@ def find_images(root: Path | str, split: str) -> list[Path]:
     return files
 
 
-def load_ab(path: Path) -> tuple[Image.Image, Image.Image]:
-    """The left (A) and right (B) halves of an AB file, as RGB PIL images."""
-    try:
-        with Image.open(path) as picture:
-            picture = picture.convert("RGB")  # forces the full decode inside the try
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DatasetError(f"Cannot read image {path}: {error}") from error
+def load_ab(path: Path, rules: ImageRules) -> tuple[Image.Image, Image.Image]:
+    """The left (A) and right (B) halves of an AB file, as RGB PIL images. Raises
+    `BadImageError` naming the file when it is unreadable or `rules` refuse its shape."""
+    picture = open_rgb(path)
+    rules.check(path, *picture.size)
     width, height = picture.size
-    if width != 2 * height:
-        raise DatasetError(
-            f"{path} is {width}x{height} (width x height); an AB pair must be twice as wide as high "
-            "(A on the left half, B on the right half)"
-        )
     return picture.crop((0, 0, height, height)), picture.crop((height, 0, width, height))
 
 
@@ -74,7 +69,9 @@ class PairedFolderDataset(Dataset):
 
     Items: {"A": (input_nc, crop, crop), "B": (output_nc, crop, crop), both float in
     [-1, 1], "path": str}. `train` turns on the random crop and flip (identical for A and
-    B); otherwise images are resized and centre cropped.
+    B); otherwise images are resized and centre cropped. `files` replaces the search of
+    `root/split` (the datamodule passes the files its scan kept); `min_image_size` is the
+    smallest half-image side accepted (None: crop_size // 8, see `checks`).
     """
 
     def __init__(
@@ -88,6 +85,8 @@ class PairedFolderDataset(Dataset):
         output_nc: int = 3,
         train: bool = True,
         flip: bool = True,
+        min_image_size: int | None = None,
+        files: list[Path] | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -99,7 +98,8 @@ class PairedFolderDataset(Dataset):
         self.direction = direction
         self.input_nc = input_nc
         self.output_nc = output_nc
-        self.paths = find_images(self.root, split)
+        self.paths = find_images(self.root, split) if files is None else [Path(path) for path in files]
+        self.rules = ImageRules(crop_size, min_image_size, ab=True)
         self.transform = paired_transform(load_size, crop_size, train=train, flip=flip)
 
     def __len__(self) -> int:
@@ -107,7 +107,7 @@ class PairedFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, object]:
         path = self.paths[index]
-        left, right = load_ab(path)
+        left, right = load_ab(path, self.rules)
         source, target = (left, right) if self.direction == "AtoB" else (right, left)
         a, b = self.transform((to_image(source, self.input_nc), to_image(target, self.output_nc)))
         # plain tensors out, like every other dataset of the package

@@ -33,13 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, DistributedSampler
+from PIL import Image
+from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from bicyclegan_pl.data.checks import ImageRules
 from bicyclegan_pl.data.download import download_command
 from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.data.images import open_rgb
 from bicyclegan_pl.data.paired import IMAGE_EXTENSIONS
+from bicyclegan_pl.data.resumable import ResumableSampler
 from bicyclegan_pl.data.synthetic import item_generator
 from bicyclegan_pl.data.transforms import paired_transform, to_image
 
@@ -201,13 +204,12 @@ def colorization_splits(root: Path | str, holdout: float) -> tuple[list[Path], l
     return holdout_split(list_images(root, how_to_get), root, holdout)
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """The image at `path` as RGB (grayscale and RGBA files are converted)."""
-    try:
-        with Image.open(path) as picture:
-            return picture.convert("RGB")  # forces the full decode inside the try
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DatasetError(f"Cannot read image {path}: {error}") from error
+def load_rgb(path: Path, rules: ImageRules) -> Image.Image:
+    """The image at `path` as 8-bit RGB (`images.open_rgb`). Raises `BadImageError` naming
+    the file when it is unreadable or `rules` refuse its size."""
+    picture = open_rgb(path)
+    rules.check(path, *picture.size)
+    return picture
 
 
 #: permutations kept per dataset copy: indices grow with the epoch, so the cache must not
@@ -248,8 +250,8 @@ def _check_index(index: int, length: int, train: bool = False) -> int:
     return int(index)
 
 
-class EpochIndexedSampler(DistributedSampler):
-    """The shuffling `DistributedSampler`, with the epoch carried in the indices it yields:
+class EpochIndexedSampler(ResumableSampler):
+    """The shuffling training sampler, with the epoch carried in the indices it yields:
     item i of epoch e comes as `e * len(dataset) + i`. A training set that draws from the index
     (B in `UnpairedFolderDataset`, the partner photo in `ColorizationDataset`) draws anew every
     epoch, with nothing to synchronise: Lightning sets the sampler's epoch (also on resume)."""
@@ -266,7 +268,8 @@ class UnpairedFolderDataset(Dataset):
     [-1, 1], "index": int, "A_path": str, "B_path": str}. Length max(len(A), len(B)).
     `train`: random crop and flip per domain, B drawn by `BalancedDraw` from the index, which
     may run past the length to carry the epoch (see the module docstring); otherwise centre
-    crop and B = files_b[index % len(B)].
+    crop and B = files_b[index % len(B)]. `min_image_size`: the smallest side accepted
+    (None: crop_size // 8, see `checks`).
     """
 
     def __init__(
@@ -280,6 +283,7 @@ class UnpairedFolderDataset(Dataset):
         input_nc: int = 3,
         output_nc: int = 3,
         seed: int = 0,
+        min_image_size: int | None = None,
     ) -> None:
         _check_channels(input_nc=input_nc, output_nc=output_nc)
         if not files_a or not files_b:
@@ -290,6 +294,7 @@ class UnpairedFolderDataset(Dataset):
         self.input_nc = input_nc
         self.output_nc = output_nc
         self.seed = seed
+        self.rules = ImageRules(crop_size, min_image_size)
         self.transform = paired_transform(load_size, crop_size, train=train, flip=flip)
         self._draw_b = BalancedDraw(len(self.files_b), seed, "unpaired/B")
 
@@ -302,7 +307,7 @@ class UnpairedFolderDataset(Dataset):
         return self._draw_b(index) if self.train else index % len(self.files_b)
 
     def _image(self, path: Path, channels: int) -> torch.Tensor:
-        return self.transform(to_image(load_rgb(path), channels)).as_subclass(torch.Tensor)
+        return self.transform(to_image(load_rgb(path, self.rules), channels)).as_subclass(torch.Tensor)
 
     def __getitem__(self, index: int) -> dict[str, object]:
         index = _check_index(index, len(self), self.train)
@@ -328,6 +333,7 @@ class ColorizationDataset(Dataset):
     CycleGAN trains it. In evaluation B is photo
     `index` itself, the ground-truth colours of A, which paired metrics can use.
     Items as `UnpairedFolderDataset`'s. A and B are cropped and flipped independently.
+    `min_image_size`: the smallest side accepted (None: crop_size // 8, see `checks`).
     """
 
     def __init__(
@@ -340,6 +346,7 @@ class ColorizationDataset(Dataset):
         input_nc: int = 1,
         output_nc: int = 3,
         seed: int = 0,
+        min_image_size: int | None = None,
     ) -> None:
         _check_channels(input_nc=input_nc)
         if output_nc != 3:
@@ -353,6 +360,7 @@ class ColorizationDataset(Dataset):
         self.input_nc = input_nc
         self.output_nc = output_nc
         self.seed = seed
+        self.rules = ImageRules(crop_size, min_image_size)
         self.transform = paired_transform(load_size, crop_size, train=train, flip=flip)
         self._next: dict[int, torch.Tensor] = {}
 
@@ -375,10 +383,10 @@ class ColorizationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, object]:
         index = _check_index(index, len(self), self.train)
         path_a, path_b = self.files[index % len(self)], self.files[self.b_index(index)]
-        gray = TF.rgb_to_grayscale(to_image(load_rgb(path_a), 3), num_output_channels=self.input_nc)
+        gray = TF.rgb_to_grayscale(to_image(load_rgb(path_a, self.rules), 3), num_output_channels=self.input_nc)
         return {
             "A": self.transform(gray).as_subclass(torch.Tensor),
-            "B": self.transform(to_image(load_rgb(path_b), 3)).as_subclass(torch.Tensor),
+            "B": self.transform(to_image(load_rgb(path_b, self.rules), 3)).as_subclass(torch.Tensor),
             "index": index % len(self),
             "A_path": str(path_a),
             "B_path": str(path_b),

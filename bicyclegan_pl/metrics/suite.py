@@ -32,7 +32,7 @@ from bicyclegan_pl.metrics.ground_truth import MaskIoU, ModeCoverage
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 
 # keys of a data config that change how data is loaded, not which images are loaded
-_LOADER_KEYS = {"batch_size", "num_workers", "_target_"}
+_LOADER_KEYS = {"batch_size", "num_workers", "_target_", "scan", "log_dir", "cache_dir"}
 
 
 def real_stats_key(
