@@ -24,10 +24,22 @@ def _run_dir(checkpoint: str) -> tuple[Path, str]:
     return (path.parent.parent if path.parent.name == "checkpoints" else path.parent), path.stem
 
 
-def _eval_dir(checkpoint: str, split: str) -> str:
-    """<run folder>/eval/<checkpoint name>-<split>."""
+def _eval_dir(checkpoint: str, split: str, data_group: str | None = None, data_root: str | None = None) -> str:
+    """<run folder>/eval/<checkpoint name>[-<dataset>]-<split>.
+
+    The checkpoint's own data (no ``data=<name>``) keeps the short ``<ckpt>-<split>`` (what
+    ``report --eval`` reads by default); another dataset adds its name, ``data=<name>`` plus the
+    folder name of ``data.root`` where that differs, so evaluating one checkpoint on several
+    datasets (or on two copies of one, e.g. edges2shoes and edges2shoes_mini) leaves one folder each.
+    """
     run_dir, name = _run_dir(checkpoint)
-    return str(run_dir / "eval" / f"{name}-{split}")
+    parts = [name]
+    if data_group:
+        parts.append(str(data_group))
+        root_name = Path(str(data_root)).name if data_root else ""
+        if root_name and root_name != data_group:
+            parts.append(root_name)
+    return str(run_dir / "eval" / "-".join([*parts, split]))
 
 
 def _guide_dir(checkpoint: str) -> str:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Collection, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,8 +30,19 @@ from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoi
 
 register_resolvers()
 
-# mistakes a user fixes (a path, a missing file): a message, not a traceback
-USER_ERRORS = (CheckpointError, DatasetError, WeightsNotFoundError)
+
+class DataMismatchError(ValueError):
+    """The evaluation data would feed the networks differently from the checkpoint's training data."""
+
+
+# mistakes a user fixes (a path, a missing file, data unlike training): a message, not a traceback
+USER_ERRORS = (CheckpointError, DatasetError, WeightsNotFoundError, DataMismatchError)
+
+#: data settings that change what the networks see (image size, which half is the input, channels);
+#: ``data=<name>`` brings its own defaults for them, which must not silently replace the training values
+INPUT_KEYS = ("direction", "load_size", "crop_size", "input_nc", "output_nc")
+#: the channel counts the networks were built with: no override makes other counts work
+CHANNEL_KEYS = ("input_nc", "output_nc")
 
 
 def _versions() -> dict[str, str]:
@@ -54,6 +68,50 @@ def _data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def overridden_data_keys(overrides: Iterable[str]) -> set[str]:
+    """The ``data.<key>`` set on the command line (``data.k=v``, ``+data.k=v``, ``++data.k=v``)."""
+    parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+    return {o.key_or_group.split(".")[1] for o in parsed if o.key_or_group.startswith("data.")}
+
+
+def check_data_matches_training(
+    data: Mapping[str, Any], trained: Mapping[str, Any], overridden: Collection[str]
+) -> list[str]:
+    """Compare the evaluation data with the checkpoint's training data on :data:`INPUT_KEYS`.
+
+    A difference the user did not ask for (a ``data=<name>`` default) raises DataMismatchError
+    naming every such key; one set on the command line is returned as a warning, except the channel
+    counts, which the networks cannot change. Keys only one of the two configs has are not compared.
+    """
+    differing = [k for k in INPUT_KEYS if k in data and k in trained and data[k] != trained[k]]
+    channels = [k for k in differing if k in CHANNEL_KEYS]
+    if channels:
+        raise DataMismatchError(
+            "the checkpoint's networks were built for "
+            + ", ".join(f"{k}={trained[k]}" for k in channels)
+            + " but the evaluation data has "
+            + ", ".join(f"{k}={data[k]}" for k in channels)
+            + "; pass "
+            + " ".join(f"data.{k}={trained[k]}" for k in channels)
+        )
+    silent = [k for k in differing if k not in overridden]
+    if silent:
+        raise DataMismatchError(
+            "the evaluation data differs from the checkpoint's training data in "
+            + ", ".join(f"{k} ({data[k]!r} here, {trained[k]!r} in training)" for k in silent)
+            + ". Pass "
+            + " ".join(f"data.{k}={trained[k]}" for k in silent)
+            + " to evaluate as trained, or set the key on the command line (e.g. "
+            + " ".join(f"data.{k}={data[k]}" for k in silent)
+            + ") to accept the difference"
+        )
+    return [
+        f"data.{k}={data[k]!r} differs from the checkpoint's training data ({trained[k]!r}); "
+        "evaluating with it, as set on the command line"
+        for k in differing
+    ]
+
+
 def _first_inputs(loader: Iterable[dict[str, Any]], count: int) -> dict[str, Any]:
     """The first ``count`` inputs of the loader as one batch (the sample grid's rows)."""
     batches, seen = [], 0
@@ -73,13 +131,16 @@ def _first_inputs(loader: Iterable[dict[str, Any]], count: int) -> dict[str, Any
     return joined
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[str, float]:
+    """``explicit_data_keys``: the data keys set on the command line (see :func:`check_data_matches_training`)."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     model, checkpoint = model_from_checkpoint(cfg.ckpt)
     model.to(device)
     data_config = _data_config(cfg, checkpoint["run_config"])
+    for message in check_data_matches_training(data_config, checkpoint["run_config"]["data"], explicit_data_keys):
+        warnings.warn(message, stacklevel=1)
     datamodule = instantiate(data_config, _convert_="all")
     datamodule.setup("validate")
     loader = datamodule.val_dataloader()
@@ -144,7 +205,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with user_errors_as_messages(USER_ERRORS):
-        evaluate(cfg)
+        evaluate(cfg, overridden_data_keys(HydraConfig.get().overrides.task))
 
 
 if __name__ == "__main__":

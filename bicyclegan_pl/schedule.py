@@ -18,8 +18,9 @@ Guarantees (tested in tests/test_schedule.py and tests/test_bicyclegan_schedule.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -31,7 +32,7 @@ class ScheduleError(ValueError):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite."""
+    """A loss term became NaN or infinite (or kept being so under ``model.on_nonfinite=skip``)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,20 @@ class ScheduleHost(Protocol):
     def all_ranks_agree(self, flag: bool) -> bool: ...
 
 
+#: the term named when the non-finite value was seen on another DDP rank only
+ANOTHER_RANK = "<a term on another rank>"
+
+
+@dataclass(frozen=True)
+class SkippedStep:
+    """One phase whose optimiser steps were skipped for a non-finite loss (``on_nonfinite=skip``)."""
+
+    phase: str
+    iteration: int
+    #: the non-finite terms and their weighted values; empty when only another rank saw one
+    terms: dict[str, float] = field(default_factory=dict)
+
+
 class ScheduleEngine:
     """Runs the phases of a schedule for one iteration."""
 
@@ -220,9 +235,12 @@ class ScheduleEngine:
         self.loss_weights = dict(loss_weights)
         self.on_nonfinite = on_nonfinite
         self.skipped_steps = 0
+        #: the phases skipped in the latest iteration (``on_nonfinite=skip``), for a SkipMonitor
+        self.last_skipped: list[SkippedStep] = []
 
     def run_iteration(self, host: ScheduleHost, results: ForwardResults, iteration: int) -> dict[str, Tensor]:
         """Run every phase in order; return the (detached, unweighted) value of each term computed."""
+        self.last_skipped = []
         logged: dict[str, Tensor] = {}
         for phase in self.phases:
             self.run_phase(host, phase, results, iteration, logged)
@@ -287,3 +305,87 @@ class ScheduleEngine:
                 "or set model.on_nonfinite=skip to skip such steps"
             )
         self.skipped_steps += 1
+        self.last_skipped.append(SkippedStep(phase=phase.name, iteration=iteration, terms=bad))
+
+
+class SkipMonitor:
+    """Reports skipped steps without flooding the log, and stops a run that does not recover.
+
+    A skip leaves that phase's nets unchanged. A transient cause (an outlier batch, an unlucky z,
+    a bf16 overflow) skips isolated iterations; a cause in the parameters or optimiser state (NaN
+    weights, exploded Adam moments) makes every later iteration skip as well, and training would
+    go on for days producing nothing. So after ``max_consecutive`` iterations in a row with a
+    skipped phase the run stops with :class:`NonFiniteLossError` (``None``: never stop).
+
+    Each (phase, term) is warned about once per epoch; the rest is counted for the epoch summary.
+    Under DDP every rank agrees on each skip (``all_ranks_agree``), so all ranks count the same
+    streak and stop at the same iteration: none is left waiting in a collective.
+    """
+
+    def __init__(self, max_consecutive: int | None = 100):
+        if max_consecutive is not None and (
+            isinstance(max_consecutive, bool) or not isinstance(max_consecutive, int) or max_consecutive < 1
+        ):
+            raise ScheduleError(
+                f"model.max_consecutive_skips must be an integer >= 1 (or null: never stop), got {max_consecutive!r}"
+            )
+        self.max_consecutive = max_consecutive
+        self.epoch: int | None = None
+        self.term_counts: Counter[tuple[str, str]] = Counter()  # (phase, term) -> skipped steps this epoch
+        self.phase_counts: Counter[str] = Counter()  # phase -> skipped steps this epoch
+        self.consecutive = 0  # iterations in a row with at least one skipped phase
+        self.streak_start = 0
+
+    def observe(self, epoch: int, iteration: int, skipped: Sequence[SkippedStep]) -> list[str]:
+        """Count one iteration's skipped phases; return the warnings to show (a (phase, term) not yet
+        seen this epoch). Raises NonFiniteLossError when the streak reaches ``max_consecutive``."""
+        if epoch != self.epoch:
+            self.epoch, self.term_counts, self.phase_counts = epoch, Counter(), Counter()
+        messages = []
+        for step in skipped:
+            self.phase_counts[step.phase] += 1
+            for term in step.terms or {ANOTHER_RANK: float("nan")}:
+                if not self.term_counts[(step.phase, term)]:
+                    value = f" (weighted) = {step.terms[term]}" if term in step.terms else ""
+                    messages.append(
+                        f"skipped a step of phase {step.phase!r} at iteration {iteration}: {term}{value} is not finite "
+                        f"(model.on_nonfinite=skip). Further skips for it this epoch are only counted "
+                        "(epoch summary, metric train/skipped_steps)"
+                    )
+                self.term_counts[(step.phase, term)] += 1
+        if not skipped:
+            self.consecutive = 0
+            return messages
+        if not self.consecutive:
+            self.streak_start = iteration
+        self.consecutive += 1
+        if self.max_consecutive is not None and self.consecutive >= self.max_consecutive:
+            last = "; ".join(f"phase {s.phase!r}: {', '.join(s.terms) or ANOTHER_RANK}" for s in skipped)
+            raise NonFiniteLossError(
+                f"stopped: {self.consecutive} consecutive iterations ({self.streak_start} to {iteration}) skipped steps "
+                f"for non-finite losses (last: {last}), so training is not recovering. Lower the learning rate or "
+                "these terms' weights, set model.gradient_clip_val, or raise model.max_consecutive_skips "
+                "(null: never stop)"
+            )
+        return messages
+
+    @staticmethod
+    def step_metrics(phases: Sequence[str], skipped: Sequence[SkippedStep]) -> dict[str, float]:
+        """Skipped steps of one iteration, in total and per phase; summed over an epoch by the logger."""
+        per_phase = Counter(step.phase for step in skipped)
+        return {"skipped_steps": float(len(skipped)), **{f"skipped_steps/{p}": float(per_phase[p]) for p in phases}}
+
+    def epoch_summary(self) -> str | None:
+        """One line with this epoch's skipped steps per phase and term; None if nothing was skipped."""
+        if not self.phase_counts:
+            return None
+        phases = "; ".join(
+            f"phase {phase!r} {count} ("
+            + ", ".join(f"{term} {n}" for (p, term), n in self.term_counts.items() if p == phase)
+            + ")"
+            for phase, count in self.phase_counts.items()
+        )
+        return (
+            f"epoch {self.epoch}: skipped {sum(self.phase_counts.values())} steps for non-finite losses "
+            f"(model.on_nonfinite=skip): {phases}"
+        )

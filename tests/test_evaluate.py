@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from bicyclegan_pl.callbacks.sample_grid import HEADER_HEIGHT
+from bicyclegan_pl.config import RESOLVERS
+from bicyclegan_pl.evaluate import DataMismatchError, check_data_matches_training, overridden_data_keys
 from tests.test_train_cli import CACHE, TINY, run_train
 
 
@@ -96,3 +99,89 @@ def test_a_checkpoint_monitoring_a_metric_must_look_when_it_is_computed(tmp_path
     )
     assert result.returncode == 2
     assert "callbacks.model_checkpoint.every_n_epochs=2" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- evaluation data unlike the training data; one folder per dataset --------------------------
+
+def _tiny_paired_folder(root):
+    """A pix2pix AB folder (train/ and val/, 64x32 pairs) in the edges2shoes layout."""
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", 2), ("val", 4)):
+        (root / split).mkdir(parents=True)
+        for index in range(count):
+            pixels = (torch.rand(32, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / split / f"{index}.png")
+    return root
+
+
+def test_evaluate_refuses_a_data_group_whose_defaults_differ_from_training(trained_run, tmp_path):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"  # trained on synthetic data at 32 px
+    result = run_train(
+        f"ckpt={checkpoint}", "data=synthetic", *FAST_METRICS, f"out_dir={tmp_path / 'out'}",
+        module="bicyclegan_pl.evaluate",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "crop_size (64 here, 32 in training). Pass data.crop_size=32 to evaluate as trained" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_evaluations_on_two_datasets_leave_one_folder_each(trained_run, tmp_path):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    # an explicit override accepts a difference (with a warning) and names the folder after the data
+    synthetic = run_train(
+        f"ckpt={checkpoint}", "data=synthetic", "data.crop_size=64", "data.val_size=4", *FAST_METRICS,
+        module="bicyclegan_pl.evaluate",
+    )
+    assert synthetic.returncode == 0, synthetic.stderr[-3000:]
+    assert "data.crop_size=64 differs from the checkpoint's training data (32)" in synthetic.stderr
+    shoes = _tiny_paired_folder(tmp_path / "tiny_shoes")
+    paired = run_train(
+        f"ckpt={checkpoint}", "data=edges2shoes", f"data.root={shoes}", "data.crop_size=32", "data.val_size=4",
+        *FAST_METRICS, module="bicyclegan_pl.evaluate",
+    )
+    assert paired.returncode == 0, paired.stderr[-3000:]
+    assert "differs from the checkpoint's training data" not in paired.stderr  # same size and channels
+    first = json.loads((trained_run / "eval" / "last-synthetic-val" / "metrics.json").read_text())
+    second = json.loads((trained_run / "eval" / "last-edges2shoes-tiny_shoes-val" / "metrics.json").read_text())
+    assert first["data"]["_target_"].endswith("SyntheticPairedDataModule") and first["data"]["crop_size"] == 64
+    assert second["data"]["_target_"].endswith("PairedFolderDataModule") and second["num_inputs"] == 4
+
+
+def test_only_differences_set_on_the_command_line_are_accepted():
+    trained = {"_target_": "Synthetic", "crop_size": 32, "input_nc": 1, "output_nc": 3, "num_appearances": 4}
+    chosen = {"_target_": "Paired", "direction": "AtoB", "load_size": 256, "crop_size": 256, "input_nc": 1, "output_nc": 3}
+    with pytest.raises(DataMismatchError, match=r"crop_size \(256 here, 32 in training\)\. Pass data\.crop_size=32 to"):
+        check_data_matches_training(chosen, trained, overridden=set())
+    # direction and load_size: not in the synthetic training config, so not compared
+    assert check_data_matches_training(chosen, trained, overridden={"crop_size"}) == [
+        "data.crop_size=256 differs from the checkpoint's training data (32); evaluating with it, as set on the command line"
+    ]
+    paired = {**chosen, "direction": "BtoA", "crop_size": 64, "load_size": 64}
+    with pytest.raises(DataMismatchError, match=r"direction \('AtoB' here, 'BtoA' in training\).*load_size.*crop_size"):
+        check_data_matches_training(chosen, paired, overridden={"root"})
+    assert check_data_matches_training(paired, paired, overridden=set()) == []
+
+
+def test_channel_counts_the_networks_were_built_for_cannot_be_overridden():
+    trained = {"crop_size": 32, "input_nc": 1, "output_nc": 3}
+    with pytest.raises(DataMismatchError, match=r"built for input_nc=1 but the evaluation data has input_nc=3; pass data\.input_nc=1"):
+        check_data_matches_training({**trained, "input_nc": 3}, trained, overridden={"input_nc"})
+
+
+def test_overridden_data_keys_are_the_data_keys_of_the_command_line():
+    overrides = ["data=edges2shoes", "data.crop_size=64", "+data.root=/x", "++data.direction=BtoA", "split=test", "seed=1"]
+    assert overridden_data_keys(overrides) == {"crop_size", "root", "direction"}
+
+
+@pytest.mark.parametrize(
+    "group, root, folder",
+    [
+        (None, None, "last-val"),  # the checkpoint's own data: the name report --eval reads by default
+        (None, "/data/moved", "last-val"),  # +data.root=... edits the checkpoint's data: still its own
+        ("synthetic", None, "last-synthetic-val"),
+        ("edges2shoes", "/data/edges2shoes", "last-edges2shoes-val"),
+        ("edges2shoes", "/data/edges2shoes_mini/", "last-edges2shoes-edges2shoes_mini-val"),
+    ],
+)
+def test_eval_dir_names_the_dataset(group, root, folder):
+    assert RESOLVERS["eval_dir"]("/runs/a/checkpoints/last.ckpt", "val", group, root) == f"/runs/a/eval/{folder}"

@@ -12,6 +12,7 @@ from bicyclegan_pl.schedule import (
     ResultSpec,
     ScheduleEngine,
     ScheduleError,
+    SkipMonitor,
     parse_schedule,
 )
 from tests.helpers import EXPERIMENTS, build_model, clone, cpu_trainer, loader, random_batches
@@ -186,3 +187,83 @@ def test_nonfinite_loss_skip_leaves_that_phase_unstepped_and_continues():
     assert torch.equal(_flat(model.generator), generator_before)  # G/E phase skipped
     assert not torch.equal(_flat(model.discriminator_vae), discriminator_before)  # D phase still ran
     assert model.engine.skipped_steps == 1 and model.iteration == 1
+
+
+def _nan_at_iterations(model, term: str, iterations) -> None:
+    """Make ``term`` NaN in the given iterations (a container of iteration numbers)."""
+    terms = model.loss_terms()
+
+    def patched(r, f=terms[term]):
+        value = f(r)
+        return value * float("nan") if model.iteration in iterations else value
+
+    model.loss_terms = lambda: {**terms, term: patched}
+
+
+def test_skips_are_warned_once_per_term_and_epoch_summed_up_and_logged(recwarn, capsys):
+    model, _ = build_model("model.on_nonfinite=skip", "model.max_consecutive_skips=null")
+    _nan_at_iterations(model, "kl", range(100))  # every iteration of both epochs
+    trainer = cpu_trainer(max_epochs=2)
+    trainer.fit(model, train_dataloaders=loader(random_batches(3, 2)))
+    assert model.iteration == 6 and model.engine.skipped_steps == 6
+    warned = [str(w.message) for w in recwarn if "skipped a step" in str(w.message)]
+    assert len(warned) == 2  # 6 skipped steps, one warning per epoch
+    assert "phase 'generator_encoder' at iteration 0: kl (weighted) = nan is not finite" in warned[0]
+    assert "at iteration 3: kl" in warned[1]
+    printed = capsys.readouterr().out
+    for epoch in (0, 1):
+        assert f"epoch {epoch}: skipped 3 steps for non-finite losses (model.on_nonfinite=skip): phase 'generator_encoder' 3 (kl 3)" in printed
+    metrics = trainer.callback_metrics  # the last epoch's sums
+    assert metrics["train/skipped_steps"] == 3 and metrics["train/skipped_steps/generator_encoder"] == 3
+    assert metrics["train/skipped_steps/discriminators"] == 0
+
+
+def test_a_clean_epoch_logs_zero_skipped_steps_and_prints_no_summary(capsys):
+    model, _ = build_model("model.on_nonfinite=skip")
+    trainer = cpu_trainer()
+    trainer.fit(model, train_dataloaders=loader(random_batches(2, 2)))
+    assert trainer.callback_metrics["train/skipped_steps"] == 0
+    assert "non-finite" not in capsys.readouterr().out
+
+
+def test_a_skip_seen_on_another_rank_only_is_named_so(recwarn):
+    model, _ = build_model("model.on_nonfinite=skip")
+    model.all_ranks_agree = lambda flag: False  # another rank reported a non-finite total
+    cpu_trainer(limit_train_batches=1).fit(model, train_dataloaders=loader(random_batches(1, 2)))
+    warned = [str(w.message) for w in recwarn if "skipped a step" in str(w.message)]
+    assert len(warned) == 2 and all("<a term on another rank> is not finite" in m for m in warned)  # both phases
+
+
+def test_consecutive_skips_stop_the_run_naming_the_streak_and_the_setting():
+    model, _ = build_model("model.on_nonfinite=skip", "model.max_consecutive_skips=3")
+    _nan_at_iterations(model, "kl", range(1, 100))
+    message = r"3 consecutive iterations \(1 to 3\) skipped steps .*phase 'generator_encoder': kl.*model\.max_consecutive_skips"
+    with pytest.warns(UserWarning, match="skipped a step"), pytest.raises(NonFiniteLossError, match=message):
+        cpu_trainer().fit(model, train_dataloaders=loader(random_batches(6, 2)))
+    assert model.iteration == 3  # stopped in iteration 3, before the next one
+
+
+def test_skips_with_clean_iterations_between_them_do_not_stop_the_run():
+    model, _ = build_model("model.on_nonfinite=skip", "model.max_consecutive_skips=2")
+    _nan_at_iterations(model, "kl", {0, 2, 4})  # 3 skips, never 2 in a row
+    with pytest.warns(UserWarning, match="skipped a step"):
+        cpu_trainer().fit(model, train_dataloaders=loader(random_batches(6, 2)))
+    assert model.iteration == 6 and model.engine.skipped_steps == 3
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "many"])
+def test_max_consecutive_skips_must_be_a_positive_integer_or_null(value):
+    with pytest.raises(ScheduleError, match=r"model\.max_consecutive_skips must be an integer >= 1 \(or null"):
+        SkipMonitor(value)
+
+
+def test_a_run_that_keeps_skipping_stops_with_a_one_line_error(tmp_path):
+    from tests.test_train_cli import TINY, run_train
+
+    result = run_train(
+        *TINY, "trainer.max_epochs=1", "logger=none", "callbacks.metrics=null", f"hydra.run.dir={tmp_path / 'run'}",
+        "model.on_nonfinite=skip", "model.loss_weights.kl=nan", "model.max_consecutive_skips=2",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: stopped: 2 consecutive iterations (0 to 1) skipped steps" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from bicyclegan_pl.distributed import ManualSyncDDPStrategy, all_ranks_true, average_gradients, is_distributed
-from bicyclegan_pl.schedule import ForwardResults, ResultSpec, ScheduleEngine, parse_schedule
+from bicyclegan_pl.schedule import ForwardResults, ResultSpec, ScheduleEngine, SkipMonitor, parse_schedule
 
 
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:
@@ -83,6 +83,7 @@ class ScheduledTranslationModule(L.LightningModule):
         lr_scheduler: Mapping[str, Any] | None = None,
         seed: int = 0,
         on_nonfinite: str = "raise",
+        max_consecutive_skips: int | None = 100,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         channels_last: bool = False,
@@ -98,6 +99,8 @@ class ScheduledTranslationModule(L.LightningModule):
         self.lr_scheduler_config = dict(lr_scheduler) if lr_scheduler else None
         self.seed = int(seed)
         self.on_nonfinite = on_nonfinite
+        #: under on_nonfinite=skip: warns once per term and epoch, summarises each epoch, stops a run that never recovers
+        self.skip_monitor = SkipMonitor(max_consecutive_skips)
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.use_channels_last = channels_last
@@ -229,12 +232,21 @@ class ScheduledTranslationModule(L.LightningModule):
         with iteration_rng(self.seed, self.global_rank, self.iteration, self.device) as generator:
             inputs = self.prepare_iteration(batch, generator)
             results = ForwardResults(self._result_specs, inputs)
-            skipped_before = self.engine.skipped_steps
             values = self.engine.run_iteration(self, results, self.iteration)
-        if self.engine.skipped_steps > skipped_before:
-            warnings.warn(f"skipped a step with a non-finite loss at iteration {self.iteration}", stacklevel=1)
-        self.iteration += 1
         batch_size = batch["A"].shape[0]
+        if self.on_nonfinite == "skip":
+            skipped = self.engine.last_skipped
+            for message in self.skip_monitor.observe(self.current_epoch, self.iteration, skipped):
+                if self.global_rank == 0:  # every rank skips alike (all_ranks_agree): say it once
+                    warnings.warn(message, stacklevel=1)
+            counts = self.skip_monitor.step_metrics([phase.name for phase in self.engine.phases], skipped)
+            self.log_dict(
+                {f"train/{name}": value for name, value in counts.items()},
+                on_step=False, on_epoch=True, reduce_fx="sum", batch_size=batch_size,
+            )
+            if self.trainer.is_last_batch and (summary := self.skip_monitor.epoch_summary()):
+                self.print(summary)
+        self.iteration += 1
         logs = {f"train/{name}": value.float() for name, value in values.items()}
         self.log_dict(logs, on_step=True, on_epoch=True, batch_size=batch_size)
         for name in self.progress_bar_terms:
