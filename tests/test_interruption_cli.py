@@ -183,3 +183,29 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     offline_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2
     assert all(folder.name.endswith(f"-{run_id}") for folder in offline_runs)
+
+
+def test_ddp_ranks_stop_together_when_one_is_signalled_and_resume_to_the_same_weights(tmp_path):
+    """2 CPU processes (gloo): SIGTERM reaches rank 0 only; both ranks save at the same iteration
+    boundary and stop; the resumed run ends where the uninterrupted one does."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.train_size=48", "trainer.max_epochs=2"]
+    full_dir = tmp_path / "full"
+    full = _start(full_dir, *ddp, seconds=0.0)
+    _, stderr = full.communicate(timeout=600)
+    assert full.returncode == 0, stderr[-3000:]
+
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, *ddp)
+    _wait_for_checkpoint(process, run_dir, 3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    trained = _trained(run_dir)  # both ranks record every iteration
+    assert sorted(set(trained)) == list(range(1, trained[-1] + 1)) and trained.count(trained[-1]) == 2
+    stopped_at = _checkpoint(run_dir)["iteration"]
+    assert stopped_at == trained[-1] and stopped_at % 6 != 0, "expected a stop in the middle of an epoch"
+
+    resumed = _start(run_dir, *ddp, seconds=0.0)
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-3000:]
+    _assert_same_training_state(_checkpoint(run_dir), _checkpoint(full_dir))
