@@ -11,6 +11,7 @@ point installs; the loader's position inside the epoch travels with the file
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class LastCheckpoint(Checkpoint):
         self._last_save = time.monotonic()
         if self.handle_signals:
             self.stop.install()
+            if trainer.received_sigterm:  # arrived during set-up, under Lightning's handler
+                self.stop.signum = int(signal.SIGTERM)
 
     def _agree(self, trainer: L.Trainer, save_due: bool) -> tuple[int, bool]:
         """(the stop signal received by any rank, 0 for none; whether any rank wants a save), in
@@ -88,7 +91,9 @@ class LastCheckpoint(Checkpoint):
         if signum:
             self._raise_stop(signum, pl_module.iteration)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    # restore the handlers before Lightning restores its own (in its teardown), so that
+    # Lightning's SIGTERM handler does not outlive the trainer
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.stop.restore()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
