@@ -15,7 +15,6 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -23,6 +22,8 @@ from bicyclegan_pl.clip import ClipNotFoundError, ClipScorer, PromptError, load_
 from bicyclegan_pl.clip.grid import render_guidance_grid
 from bicyclegan_pl.clip.guidance import GuidanceResult, optimize, rank, rank_then_optimize
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
+from bicyclegan_pl.data.errors import BadImageError
+from bicyclegan_pl.data.images import open_rgb
 from bicyclegan_pl.data.paired import IMAGE_EXTENSIONS
 from bicyclegan_pl.data.transforms import paired_transform, to_image
 from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
@@ -62,10 +63,9 @@ def find_inputs(path: str | Path) -> list[Path]:
 def load_input(path: Path, half: str | None, channels: int, load_size: int, crop_size: int) -> Tensor:
     """An input image as the generator saw its training inputs: (1, channels, crop, crop) in [-1, 1]."""
     try:
-        with Image.open(path) as picture:
-            picture = picture.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise GuideInputError(f"input {path} cannot be read as an image ({error}).") from error
+        picture = open_rgb(path)  # 16-bit and transparent files as the training data decodes them
+    except BadImageError as error:
+        raise GuideInputError(f"input {path} cannot be read as an image ({error.__cause__ or error}).") from error
     if half is not None:
         if half not in ("left", "right"):
             raise GuideInputError(f"input_half={half}: use left, right or null.")

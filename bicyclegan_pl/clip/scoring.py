@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from bicyclegan_pl.clip.loading import ClipModel
+from bicyclegan_pl.data.errors import BadImageError
+from bicyclegan_pl.data.images import open_rgb
 
 
 class PromptError(ValueError):
@@ -35,10 +36,9 @@ def load_prompt_image(path: str | Path) -> Tensor:
     if not path.is_file():
         raise PromptError(f"image prompt {path} does not exist.")
     try:
-        with Image.open(path) as picture:
-            tensor = TF.pil_to_tensor(picture.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise PromptError(f"image prompt {path} cannot be read as an image ({error}).") from error
+        tensor = TF.pil_to_tensor(open_rgb(path))  # 16-bit and transparent files as the datasets decode them
+    except BadImageError as error:
+        raise PromptError(f"image prompt {path} cannot be read as an image ({error.__cause__ or error}).") from error
     return tensor.unsqueeze(0).float() / 127.5 - 1
 
 

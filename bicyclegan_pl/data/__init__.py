@@ -14,6 +14,7 @@ Modules, one job each:
 - `scan`: the setup scan of file headers, cached per dataset folder.
 - `screening`: a folder datamodule's bad-file options (scan, on_bad_image, min_image_size).
 - `skipping`: `on_bad_image=skip`: replacing items that fail to load, `skipped_images.txt`.
+- `resumable`: the training sampler and loader that resume in the middle of an epoch.
 - `datamodules`: LightningDataModules over those datasets.
 - `download`: `python -m bicyclegan_pl.data.download NAME --root DIR`.
 
