@@ -102,7 +102,7 @@ class LastCheckpoint(Checkpoint):
     # ---- how ----------------------------------------------------------------------------------
     def save(self, trainer: L.Trainer) -> None:
         """Write the checkpoint (a collective: every rank calls it, rank 0 writes)."""
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state (and no log line per save)
         self._last_save = time.monotonic()
 
     def _raise_stop(self, signum: int, iteration: int) -> None:
