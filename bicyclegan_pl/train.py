@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -119,9 +119,9 @@ def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume is not None else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
-        checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.best_model_path:
-            print(f"best checkpoint: {checkpoint.best_model_path}")
+        for checkpoint in trainer.checkpoint_callbacks:  # LastCheckpoint is one too, without a "best"
+            if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
+                print(f"best checkpoint: {checkpoint.best_model_path}")
         print(f"run folder: {output_dir}")
     return metrics
 
