@@ -1,5 +1,5 @@
 """Sweeps on a real Slurm cluster (hydra/launcher=slurm_cpu): one allocation per sweep point,
-`srun` starts one task per DDP rank and Lightning detects SLURM (LIGHTNING_HYDRA_PITFALLS B6/B7);
+`srun` starts one task per DDP rank and Lightning detects SLURM (so it spawns no processes itself);
 Slurm's time-limit signal makes submitit requeue the job, which resumes from last.ckpt.
 
 The cluster is the one-node cluster of .ci/slurm-cluster (fixture `slurm_cluster` in conftest.py).

@@ -2,9 +2,9 @@
 signal, so a run that is killed, pre-empted or stopped by a bad image loses little.
 
 Lightning's `ModelCheckpoint(save_top_k=0, save_last=True)` writes "last" only when training
-ends (LIGHTNING_HYDRA_PITFALLS B3b), so this callback does it itself. It is a `Checkpoint`,
-which makes Lightning call its epoch-end hook after the module's (the learning-rate schedulers
-have stepped by then). Files are written atomically by `AtomicCheckpointIO`, which the entry
+ends ("last" is saved together with a top-k save, and there is none), so this callback does it
+itself. It is a `Checkpoint`, which makes Lightning call its epoch-end hook after the module's
+(the learning-rate schedulers have stepped by then). Files are written atomically by `AtomicCheckpointIO`, which the entry
 point installs; the loader's position inside the epoch travels with the file
 (`data/resumable.py`), so a mid-epoch checkpoint resumes bit for bit.
 """
