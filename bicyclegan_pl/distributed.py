@@ -33,6 +33,12 @@ class ManualSyncDDPStrategy(DDPStrategy):
         )
 
 
+# Lightning registers only its own strategies' names; ours are registered on import, so
+# `trainer.strategy=ddp_manual_sync` (and `ddp_spawn_manual_sync`) resolve like `ddp`.
+if ManualSyncDDPStrategy.strategy_name not in StrategyRegistry:
+    ManualSyncDDPStrategy.register_strategies(StrategyRegistry)
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

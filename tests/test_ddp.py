@@ -64,3 +64,10 @@ def test_ddp_two_cpu_processes_keep_ranks_in_sync(tmp_path):
     assert torch.equal(rank0["params"], rank1["params"]), "parameters diverged across ranks"
     assert rank0["z"].shape == rank1["z"].shape == (3, 1, cfg.model.nz)
     assert not torch.equal(rank0["z"], rank1["z"]), "every rank drew the same random z"
+
+
+def test_the_strategy_names_in_messages_resolve():
+    """The refusal message of plain DDP tells users to use `ddp_manual_sync`: that name must work."""
+    for name in ("ddp_manual_sync", "ddp_spawn_manual_sync"):
+        trainer = L.Trainer(strategy=name, accelerator="cpu", devices=2, logger=False, enable_checkpointing=False)
+        assert isinstance(trainer.strategy, ManualSyncDDPStrategy)
