@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/guide_speed.py
 	$(BIN)/python benchmarks/travelgan_memory.py
+	$(BIN)/python benchmarks/checkpoint_cost.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache
