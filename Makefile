@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# BicycleGAN on the embedded synthetic data (CPU, ~10 minutes); extra overrides: make train ARGS="..."
+# BicycleGAN on the embedded synthetic data (CPU, under 10 minutes); extra overrides: make train ARGS="..."
 train: install
 	$(BIN)/python -m bicyclegan_pl.train $(ARGS)
 
@@ -28,6 +28,7 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/allocator.py
 	$(BIN)/python benchmarks/guide_speed.py
 	$(BIN)/python benchmarks/travelgan_memory.py
 	$(BIN)/python benchmarks/checkpoint_cost.py

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bicyclegan_pl.clip import ClipScorer, load_clip  # noqa: E402
-from bicyclegan_pl.clip.guidance import optimize, rank  # noqa: E402
+from bicyclegan_pl.guidance import optimize, rank  # noqa: E402
 from bicyclegan_pl.nets.generators import UnetGenerator  # noqa: E402
 
 

@@ -74,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--worker-env", action="append", default=[], metavar="KEY=VALUE",
         help="environment variable for every run (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=4294967296",
     )
+    parser.add_argument(
+        "--allocator", choices=("kept", "glibc"), default="kept",
+        help="kept: glibc reuses freed memory, as the entry points set it (bicyclegan_pl.runtime.allocator); "
+        "glibc: the C library's defaults",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the data")
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     parser.add_argument(
@@ -305,7 +310,7 @@ def run_plain(model, cfg, loader, args, device, marks: _Marks) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from bicyclegan_pl.models.base import iteration_rng  # seeds dropout/z exactly as the module does
+    from bicyclegan_pl.runtime.rng import iteration_rng  # seeds dropout/z exactly as the module does
 
     G, E, D, D2 = model.generator, model.encoder, model.discriminator_vae, model.discriminator_clr
     nets = (G, E, D, D2)
@@ -418,6 +423,10 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     warnings.filterwarnings("ignore")
+    if args.allocator == "kept":
+        from bicyclegan_pl.runtime.allocator import keep_freed_memory
+
+        keep_freed_memory()
     cfg, model, loader, device, sync = build(args)
     marks = _Marks(sync)
     sections = _SectionTimer(sync) if args.method == "lightning" else None
@@ -441,6 +450,7 @@ def worker(args: argparse.Namespace) -> None:
         "device": str(device),
         "threads_set": args.threads,
         "threads_after": torch.get_num_threads(),
+        "allocator": args.allocator,
         "seconds": seconds,
         "images_per_s": args.batch_size * args.iterations / seconds,
         "other_cores_busy": marks.other_cores(args.warmup),
@@ -525,7 +535,7 @@ def run_worker(args: argparse.Namespace, method: str, size: int, batch_size: int
         "--size", str(size), "--batch-size", str(batch_size),
         "--iterations", str(args.iterations), "--warmup", str(args.warmup),
         "--threads", str(args.threads), "--device", args.device, "--precision", args.precision,
-        "--seed", str(args.seed),
+        "--seed", str(args.seed), "--allocator", args.allocator,
         *(["--channels-last"] if args.channels_last else []),
         *(["--compile"] if args.compile else []),
         *(["--cudnn-benchmark"] if args.cudnn_benchmark else []),

@@ -14,7 +14,7 @@ We have no GPU, so the estimate is built from two things that do not need one:
 - what autograd keeps from the generator phase's forward pass until its backward pass (the
   peak of an iteration: G's graph, D's graph on G(x) for the GAN term, and CLIP's graph on G(x)
   for the TraVeL term; CLIP on the real x has no graph), counted with saved-tensor hooks
-  (``bicyclegan_pl.memory``) on the CPU at two batch sizes and extrapolated linearly
+  (``benchmarks/memory.py``) on the CPU at two batch sizes and extrapolated linearly
   (activations grow linearly with the batch; the intercept is what does not, such as autocast's
   bf16 copies of the weights).
 
@@ -41,7 +41,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bicyclegan_pl.memory import count_saved_activations  # noqa: E402
+from benchmarks.memory import count_saved_activations  # noqa: E402
 
 GIB = 1024**3
 VIT_L_14 = dict(  # openai/clip-vit-large-patch14's vision tower

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
-def atomic_torch_save(obj: Any, path: _PATH) -> None:
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to ``path`` so that a reader (or a crash at any moment) sees either the
     previous file or the complete new one."""
     path = Path(path)
@@ -44,7 +43,9 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """`TorchCheckpointIO` with an atomic local write (remote URLs keep Lightning's path)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_torch_save(checkpoint, path)

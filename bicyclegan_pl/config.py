@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
+
+from bicyclegan_pl.errors import UserError
 
 
 def _log2(size: int) -> int:
@@ -70,28 +74,42 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, function)
 
 
-def find_cause(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
-    """The first exception of ``types`` in ``error``'s chain: Hydra wraps errors raised while
-    instantiating (InstantiationException), and a user error must still reach the user as such."""
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and its causes: Hydra wraps errors raised while instantiating
+    (InstantiationException), and a user error must still reach the user as such."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, types):
-            return current
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
+
+
+def _unimportable_target(error: BaseException) -> str | None:
+    """The message for Hydra's error about a ``_target_`` it cannot import (a misspelt name, a
+    package not installed): a config mistake, reported with the key Hydra names."""
+    if not isinstance(error, InstantiationException) or not isinstance(error.__cause__, ImportError):
+        return None
+    text = str(error)
+    target = re.search(r"Error locating target '([^']*)'", text)
+    if target is None:
+        return None
+    key = re.search(r"full_key: (\S+)", text)
+    hint = str(error.__cause__).strip().splitlines()[-1]
+    return f"{key.group(1) + ': ' if key else ''}cannot import _target_ {target.group(1)!r} ({hint})"
 
 
 @contextmanager
-def user_errors_as_messages(types: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """Report a user mistake (an exception of ``types`` anywhere in the chain) as one
-    ``error: ...`` line and exit status 2; anything else keeps its traceback."""
+def user_errors_as_messages() -> Iterator[None]:
+    """Report a user mistake (a :class:`UserError` anywhere in the chain, or a ``_target_`` that
+    cannot be imported) as one ``error: ...`` line and exit status 2; anything else keeps its
+    traceback."""
     try:
         yield
     except Exception as error:
-        cause = find_cause(error, types)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        for cause in _chain(error):
+            message = str(cause) if isinstance(cause, UserError) else _unimportable_target(cause)
+            if message is not None:
+                print(f"error: {message}", file=sys.stderr)
+                sys.exit(2)
+        raise

@@ -2,6 +2,12 @@
 
 Rebuilds the model of a training checkpoint, runs the metrics of conf/metrics/ over the chosen
 split and writes metrics.json, metrics.md (a table) and samples.png to ``out_dir``.
+
+A system evaluated in one direction (BicycleGAN, TraVeLGAN) has its metric keys bare (``fid``) and
+metrics.json states ``num_inputs`` and ``protocol`` at the top level; a system evaluated in several
+(CycleGAN: ``AtoB``, ``BtoA``) has them prefixed (``AtoB/fid``) and metrics.json states each
+direction's ``num_inputs``, ``compared_with`` (the real images' batch key) and ``protocol`` under
+``directions``. metrics.md's header says each direction's input and sample counts.
 """
 from __future__ import annotations
 
@@ -20,23 +26,23 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bicyclegan_pl.callbacks.sample_grid import render_grid
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
+from bicyclegan_pl.data.batches import first_inputs
 from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.metrics.run import evaluate_model, metrics_table
 from bicyclegan_pl.metrics.semantic import evaluate_semantic_preservation
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError
-from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
+from bicyclegan_pl.metrics.suite import EvaluationSuite
+from bicyclegan_pl.models.checkpoint import model_from_checkpoint
+from bicyclegan_pl.rendering import render_grid
+from bicyclegan_pl.runtime.allocator import keep_freed_memory
+from bicyclegan_pl.wandb_runs import log_evaluation
 
 register_resolvers()
 
 
-class DataMismatchError(ValueError):
+class DataMismatchError(UserError, ValueError):
     """The evaluation data would feed the networks differently from the checkpoint's training data."""
-
-
-# mistakes a user fixes (a path, a missing file, data unlike training): a message, not a traceback
-USER_ERRORS = (CheckpointError, DatasetError, WeightsNotFoundError, DataMismatchError)
 
 #: data settings that change what the networks see (image size, which half is the input, channels);
 #: ``data=<name>`` brings its own defaults for them, which must not silently replace the training values
@@ -112,23 +118,14 @@ def check_data_matches_training(
     ]
 
 
-def _first_inputs(loader: Iterable[dict[str, Any]], count: int) -> dict[str, Any]:
-    """The first ``count`` inputs of the loader as one batch (the sample grid's rows)."""
-    batches, seen = [], 0
-    for batch in loader:
-        batches.append(batch)
-        seen += len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
-        if seen >= count:
-            break
-    joined: dict[str, Any] = {}
-    for key, value in batches[0].items():
-        if isinstance(value, torch.Tensor):
-            joined[key] = torch.cat([b[key] for b in batches])[:count]
-        elif isinstance(value, list):
-            joined[key] = [item for b in batches for item in b[key]][:count]
-        else:
-            joined[key] = value
-    return joined
+def _samples_line(suite: EvaluationSuite, deterministic: bool) -> str:
+    """How many outputs per input the metrics saw, for metrics.md's header."""
+    if deterministic:
+        return "one output per input (deterministic)"
+    return (
+        f"random z per input: {suite.fid_samples_per_input} for FID/KID/IS, "
+        f"{suite.samples_per_input} for LPIPS diversity and ground-truth metrics"
+    )
 
 
 def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[str, float]:
@@ -148,17 +145,19 @@ def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[
 
     # one pass per translation direction; a two-way system (CycleGAN) is judged both ways, each
     # direction's outputs against the real images of its target domain (fake B vs real B)
-    directions = getattr(model, "evaluation_directions", lambda: {"": (None, "B")})()
+    directions = model.evaluation_directions()
     results: dict[str, float] = {}
+    passes: dict[str, dict[str, Any]] = {}  # direction -> what it saw and how it was measured
+    skipped: dict[str, str] = {}
     metrics_config = cfg.metrics
-    if getattr(model, "deterministic", False):  # one output per input: no diversity to measure
+    if model.deterministic:  # one output per input: no diversity to measure
         metrics_config = OmegaConf.merge(metrics_config, {"lpips": None})
     started = time.perf_counter()
     for direction, (outputs, real_key) in directions.items():
         suite = instantiate(metrics_config, _convert_="all").to(device)
         suite.prepare(
-            palette=getattr(datamodule, "palette", None), data_config=data_config, split=cfg.split,
-            num_items=num_items, real_key=real_key,
+            palette=datamodule.palette, data_config=data_config, split=cfg.split, num_items=num_items, real_key=real_key,
+            encoded=model.has_encoder,
         )
         generator = torch.Generator().manual_seed(cfg.seed)
         values, seen = evaluate_model(
@@ -166,45 +165,59 @@ def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[
             description=f"evaluating {direction}" if direction else "evaluating",
         )
         results.update({f"{direction}/{key}" if direction else key: value for key, value in values.items()})
-    if hasattr(model, "semantic_embeddings"):  # a translator with a Siamese space (TraVeLGAN, CLIPTraVeLGAN)
+        passes[direction] = {
+            "num_inputs": seen, "compared_with": real_key, "protocol": suite.describe(),
+            "samples": _samples_line(suite, model.deterministic or outputs is not None),
+        }
+        skipped.update({f"{direction}: {name}" if direction else name: reason for name, reason in suite.skipped.items()})
+    if model.has_semantic_space:  # a translator with a Siamese space (TraVeLGAN, CLIPTraVeLGAN)
         results.update(evaluate_semantic_preservation(model.semantic_embeddings, loader, cfg.max_inputs, total=len(loader)))
     elapsed = time.perf_counter() - started
 
-    summary = {
+    summary: dict[str, Any] = {
         "metrics": results,
         "checkpoint": str(Path(cfg.ckpt).expanduser().absolute()),
         "epoch": checkpoint.get("epoch"),
         "iteration": int(checkpoint.get("iteration", 0)),
         "split": cfg.split,
-        "num_inputs": seen,
         "data": data_config,
-        "protocol": suite.describe(),
-        "seed": cfg.seed,
-        "seconds": round(elapsed, 1),
-        "versions": _versions(),
     }
+    if list(passes) == [""]:  # one unnamed direction: its counts and protocol are the evaluation's
+        summary.update(num_inputs=passes[""]["num_inputs"], protocol=passes[""]["protocol"])
+    else:
+        summary["directions"] = {
+            name: {key: value for key, value in found.items() if key != "samples"} for name, found in passes.items()
+        }
+    summary.update(seed=cfg.seed, seconds=round(elapsed, 1), versions=_versions())
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    counts = [
+        f"{name + ': ' if name else ''}{found['num_inputs']} inputs, compared with real {found['compared_with']}; "
+        f"{found['samples']}.\n"
+        for name, found in passes.items()
+    ]
     header = (
         f"# Evaluation of {Path(cfg.ckpt).name} (iteration {summary['iteration']}) on the {cfg.split} split\n\n"
-        f"{seen} inputs; data `{data_config.get('_target_')}`; random z per input: "
-        f"{suite.fid_samples_per_input} for FID/KID/IS, {suite.samples_per_input} for LPIPS diversity and ground-truth metrics.\n\n"
+        f"Data `{data_config.get('_target_')}`.\n\n" + "\n".join(counts) + "\n"
     )
-    skipped = "".join(f"\nSkipped {name}: {reason}\n" for name, reason in suite.skipped.items())
+    skipped_lines = "".join(f"\nSkipped {name}: {reason}\n" for name, reason in skipped.items())
     table = metrics_table(results)
-    (out_dir / "metrics.md").write_text(header + table + skipped)
+    (out_dir / "metrics.md").write_text(header + table + skipped_lines)
 
-    first = _first_inputs(loader, 8)
+    first = first_inputs(loader, 8)
     grid = render_grid(model.sample_columns(first, 5, torch.Generator().manual_seed(cfg.seed)))
     grid.save(out_dir / "samples.png")
 
-    print(table + skipped)
+    print(table + skipped_lines)
     print(f"wrote {out_dir / 'metrics.json'}, metrics.md and samples.png ({elapsed:.0f} s)")
+    # into the checkpoint's W&B run when it has one, as eval/<split>/... (bicyclegan_pl/wandb_runs.py)
+    log_evaluation(cfg.ckpt, checkpoint, out_dir, results, {"samples": out_dir / "samples.png"})
     return results
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with user_errors_as_messages(USER_ERRORS):
+    keep_freed_memory()  # glibc: reuse freed memory instead of faulting it back in
+    with user_errors_as_messages():
         evaluate(cfg, overridden_data_keys(HydraConfig.get().overrides.task))
 
 

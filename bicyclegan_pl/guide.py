@@ -18,26 +18,24 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bicyclegan_pl.clip import ClipNotFoundError, ClipScorer, PromptError, load_clip
-from bicyclegan_pl.clip.grid import render_guidance_grid
-from bicyclegan_pl.clip.guidance import GuidanceResult, optimize, rank, rank_then_optimize
+from bicyclegan_pl.clip import ClipScorer, PromptError, load_clip
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.errors import BadImageError
-from bicyclegan_pl.data.images import open_rgb
-from bicyclegan_pl.data.paired import IMAGE_EXTENSIONS
+from bicyclegan_pl.data.images import IMAGE_EXTENSIONS, image_files, open_rgb
 from bicyclegan_pl.data.transforms import paired_transform, to_image
+from bicyclegan_pl.errors import UserError
+from bicyclegan_pl.guidance import GuidanceResult, optimize, rank, rank_then_optimize
 from bicyclegan_pl.models.checkpoint import CheckpointError, model_from_checkpoint
+from bicyclegan_pl.rendering import render_guidance_grid
+from bicyclegan_pl.runtime.allocator import keep_freed_memory
 
 register_resolvers()
 
 METHODS = ("rank", "optimize", "rank_then_optimize")
 
 
-class GuideInputError(ValueError):
+class GuideInputError(UserError, ValueError):
     """An input image or setting of the guide command that cannot be used."""
-
-
-USER_ERRORS = (CheckpointError, GuideInputError, PromptError, ClipNotFoundError)
 
 
 def as_list(value: Any) -> list[str]:
@@ -54,7 +52,7 @@ def find_inputs(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise GuideInputError(f"input={path}: no such file or folder.")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(path, recursive=False)
     if not files:
         raise GuideInputError(f"input={path}: the folder holds no image ({', '.join(IMAGE_EXTENSIONS)}).")
     return files
@@ -135,9 +133,9 @@ def guide(cfg: DictConfig) -> list[dict[str, Any]]:
     inputs = find_inputs(cfg.input)
     device = resolve_device(cfg.device)
     model, checkpoint = model_from_checkpoint(cfg.ckpt)
-    if not hasattr(model, "nz") or not hasattr(model, "generator"):
+    if model.latent_size is None:
         raise CheckpointError(f"{cfg.ckpt} holds a {type(model).__name__}; guidance needs a model with a latent code (BicycleGAN).")
-    network = model.generator.to(device).eval().requires_grad_(False)
+    model.to(device).eval().requires_grad_(False)
     data = checkpoint["run_config"]["data"]
     crop_size = int(data["crop_size"])
     load_size = int(data.get("load_size") or crop_size)
@@ -156,9 +154,9 @@ def guide(cfg: DictConfig) -> list[dict[str, Any]]:
         source = load_input(path, cfg.input_half, int(data["input_nc"]), load_size, crop_size).to(device)
 
         def generate(z: Tensor, source: Tensor = source) -> Tensor:
-            return network(source.expand(len(z), -1, -1, -1), z)
+            return model.generate(source.expand(len(z), -1, -1, -1), z)
 
-        result = run_method(cfg, generate, scorer, model.nz, device, bar.update)
+        result = run_method(cfg, generate, scorer, model.latent_size, device, bar.update)
         grid = render_guidance_grid(source[0].cpu(), scorer.names, result.images.cpu(), result.scores)
         grid.save(out_dir / f"{path.stem}.png")
         summary = {
@@ -180,7 +178,8 @@ def guide(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="guide")
 def main(cfg: DictConfig) -> None:
-    with user_errors_as_messages(USER_ERRORS):
+    keep_freed_memory()  # glibc: reuse freed memory instead of faulting it back in
+    with user_errors_as_messages():
         guide(cfg)
 
 

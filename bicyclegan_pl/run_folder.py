@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.models.checkpoint import load_checkpoint_file
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -22,7 +23,7 @@ RESUME_LAST = "last"
 NEW_RUN = (None, "none", "new", "null")
 
 
-class RunFolderError(Exception):
+class RunFolderError(UserError):
     """The run folder does not allow what was asked (nothing to resume, in use, ...)."""
 
 

@@ -22,30 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from bicyclegan_pl import distributed  # noqa: F401  (registers the ddp_manual_sync strategy)
-from bicyclegan_pl.callbacks.metrics import MetricsConfigurationError
 from bicyclegan_pl.checkpoint_io import AtomicCheckpointIO
 from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
-from bicyclegan_pl.data.errors import DatasetError
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError
-from bicyclegan_pl.models.checkpoint import CheckpointError
 from bicyclegan_pl.preemption import TrainingInterrupted, exit_after_interruption, launcher_handlers
-from bicyclegan_pl.run_folder import RunFolderError, RunFolderLock, resolve_resume, wandb_run_id
-from bicyclegan_pl.schedule import NonFiniteLossError, ScheduleError
+from bicyclegan_pl.run_folder import RunFolderLock, resolve_resume, wandb_run_id
+from bicyclegan_pl.runtime import distributed  # noqa: F401  (registers the ddp_manual_sync strategy)
+from bicyclegan_pl.runtime.allocator import keep_freed_memory
+from bicyclegan_pl.wandb_runs import label_training_run
 
 register_resolvers()
-
-# mistakes a user fixes (data path, schedule, settings, missing weights, a checkpoint or run
-# folder that cannot be used): a message, not a traceback
-USER_ERRORS = (
-    DatasetError,
-    ScheduleError,
-    NonFiniteLossError,
-    MetricsConfigurationError,
-    WeightsNotFoundError,
-    CheckpointError,
-    RunFolderError,
-)
 
 
 def _instantiate_all(section: DictConfig | None) -> list[Any]:
@@ -64,9 +49,13 @@ def _finish_wandb() -> None:
 
 
 def _keep_wandb_run(cfg: DictConfig, output_dir: Path) -> None:
-    """Give the W&B logger this run folder's run id, so a resumed run continues its W&B run."""
+    """Give the W&B logger this run folder's run id, so a resumed run continues its W&B run, and
+    its dashboard labels (group per sweep, tags, job type: `wandb_runs`)."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if not wandb_cfg or not str(wandb_cfg.get("_target_", "")).endswith("WandbLogger") or wandb_cfg.get("id"):
+    if not wandb_cfg or not str(wandb_cfg.get("_target_", "")).endswith("WandbLogger"):
+        return
+    label_training_run(wandb_cfg, cfg.get("name"))
+    if wandb_cfg.get("id"):
         return
     with open_dict(cfg):
         wandb_cfg.id = wandb_run_id(output_dir, secrets.token_hex(4))  # W&B ids: [a-z0-9]
@@ -128,9 +117,10 @@ def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()  # glibc: reuse freed memory instead of faulting it back in every iteration
     handlers = launcher_handlers()  # before Lightning's: submitit's requeue handler, if any
     try:
-        with user_errors_as_messages(USER_ERRORS):
+        with user_errors_as_messages():
             metrics = train(cfg)
     except TrainingInterrupted as interrupted:
         print(f"{interrupted}; resume with the same command and hydra.run.dir={cfg.paths.output_dir}", file=sys.stderr)

@@ -1,4 +1,14 @@
-"""Fixtures shared by test modules.
+"""Fixtures shared by test modules (no test module imports another; plain helpers live in
+tests/helpers.py, tests/cli.py, tests/interruption.py, tests/clip_fixtures.py, tests/metric_fixtures.py).
+
+``offline_environment`` (every test, once per session): no network and no shared state. The
+Hugging Face hub and W&B are offline (W&B runs land in the run folder, as `logger.wandb.offline`
+does), and ``BICYCLEGAN_CACHE`` (real-image statistics, dataset scans) is a folder of this
+session, ``bicyclegan_cache``, never the user's ~/.cache. Commands started by the tests
+(tests/cli.py) inherit it.
+
+``tiny_clip_dir``: a tiny random CLIP saved as a downloaded one is (config, weights, tokenizer,
+preprocessor), built once per session, loaded through ``load_clip`` like the real one.
 
 ``slurm_cluster``: a real one-node Slurm cluster on this machine (munged, slurmctld, slurmd on
 localhost), started by ``.ci/slurm-cluster`` the first time a test asks for it and left running
@@ -10,13 +20,43 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.clip_fixtures import build_tiny_clip
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / ".ci" / "slurm-cluster"
 SLURM_PARTITION = "local"  # the partition the script creates
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",  # also read by bicyclegan_pl.clip.load_clip: never download a CLIP
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "offline",  # even with logger.wandb.offline=false
+    "WANDB_SILENT": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def bicyclegan_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.cache_dir`` of every run of this session (``$BICYCLEGAN_CACHE``)."""
+    return tmp_path_factory.mktemp("bicyclegan_cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_environment(bicyclegan_cache: Path) -> Iterator[dict[str, str]]:
+    """Sets the offline variables and the session's cache for this process and its children."""
+    variables = {**OFFLINE, "BICYCLEGAN_CACHE": str(bicyclegan_cache)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        yield variables
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="session")

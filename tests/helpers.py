@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny BicycleGANs built from the real configs, and a CPU trainer."""
+"""Shared test helpers: tiny models built from the real configs, a CPU trainer, and a callback
+that records every optimiser step (which optimiser, with which gradients)."""
 from __future__ import annotations
 
 import copy
@@ -25,6 +26,16 @@ TINY_NETS = [
     "model.discriminator.n_layers=2",  # 3 layers need >= 64 px for the second (half-size) scale
     "data.crop_size=32",
 ]
+#: a CycleGAN of narrow nets on the embedded unpaired data at 32 px (pass tiny=False with it)
+SMALL_CYCLEGAN = (
+    "model=cyclegan",
+    "data=synthetic_unpaired",
+    "data.crop_size=32",
+    "model.generator.ngf=8",
+    "model.generator.n_blocks=2",
+    "model.discriminator.ndf=8",
+    "model.discriminator.n_layers=2",
+)
 
 
 def compose_config(*overrides: str, tiny: bool = True) -> DictConfig:
@@ -100,3 +111,34 @@ def state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def clone(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module)
+
+
+class StepRecorder(L.Callback):
+    """Records every optimiser step of a fit, in order: the optimiser's name (its param group's
+    ``name``: ``G``, ``E``, ``D_vae``, ...) and a copy of the gradient of each of its parameters
+    just before the step (zeros for a parameter without gradient)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, list[torch.Tensor]]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_pre_hook(self._record)
+
+    def _record(self, optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        gradients = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in parameters]
+        self.steps.append((optimizer.param_groups[0]["name"], gradients))
+
+    @property
+    def order(self) -> list[str]:
+        """The names of the optimisers in the order they stepped."""
+        return [name for name, _ in self.steps]
+
+    def gradients(self, name: str) -> list[list[torch.Tensor]]:
+        """The gradients of each step of optimiser ``name``, in order."""
+        return [gradients for stepped, gradients in self.steps if stepped == name]
+
+
+def same_gradients(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))

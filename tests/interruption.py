@@ -1,5 +1,6 @@
 """Test scaffolding for interrupted runs: a callback that slows training down (so a test can
-signal or kill a real process at a known point) and records every iteration it trained."""
+signal or kill a real process at a known point) and records every iteration it trained, a
+simulated crash, and the comparison of a resumed run's checkpoint with an uninterrupted one's."""
 from __future__ import annotations
 
 import time
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class Throttle(L.Callback):
@@ -32,3 +34,13 @@ class StopAt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if pl_module.iteration == self.iteration:
             raise RuntimeError(f"simulated crash after iteration {self.iteration}")
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Two checkpoints (``torch.load``-ed) hold the same iteration, weights and Adam moments."""
+    assert a["iteration"] == b["iteration"]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), f"{key} differs"
+    for ours, theirs in zip(a["optimizer_states"], b["optimizer_states"]):
+        for x, y in zip(ours["state"].values(), theirs["state"].values()):
+            assert torch.equal(x["exp_avg"], y["exp_avg"]) and torch.equal(x["exp_avg_sq"], y["exp_avg_sq"])

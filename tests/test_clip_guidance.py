@@ -3,7 +3,6 @@ preprocessing, ranking and latent optimisation with a stand-in scorer, and the g
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,17 +10,12 @@ import torch
 from PIL import Image
 
 from bicyclegan_pl.clip import ClipNotFoundError, ClipPreprocess, ClipScorer, PromptError, load_clip
-from bicyclegan_pl.clip.guidance import optimize, rank, rank_then_optimize
+from bicyclegan_pl.guidance import optimize, rank, rank_then_optimize
 from bicyclegan_pl.nets.generators import UnetGenerator
-from tests.clip_fixtures import TINY_CLIP_RESOLUTION, build_tiny_clip
+from tests.cli import TINY, run_train
+from tests.clip_fixtures import TINY_CLIP_RESOLUTION
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 NZ = 8
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    return build_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +185,6 @@ def test_rank_then_optimize_starts_from_the_ranked_best_and_improves_on_them():
 # ---- the command ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from tests.test_train_cli import TINY, run_train
-
     run_dir = tmp_path_factory.mktemp("guide") / "run"
     result = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", "callbacks.metrics=null", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -209,8 +201,6 @@ def _edge_images(folder, count=2, size=48):
 
 
 def test_guide_command_writes_a_grid_and_json_per_input(tiny_checkpoint, tiny_clip_dir, tmp_path):
-    from tests.test_train_cli import run_train
-
     inputs = _edge_images(tmp_path / "inputs")
     target = tmp_path / "target.png"
     Image.fromarray(np.full((32, 32, 3), (200, 30, 30), np.uint8)).save(target)
@@ -248,8 +238,6 @@ def test_guide_command_writes_a_grid_and_json_per_input(tiny_checkpoint, tiny_cl
     ],
 )
 def test_guide_user_errors_are_messages(tiny_checkpoint, tiny_clip_dir, tmp_path, arguments, message):
-    from tests.test_train_cli import run_train
-
     inputs = _edge_images(tmp_path / "inputs", count=1)
     result = run_train(
         f"ckpt={tiny_checkpoint}", f"input={inputs}", f"clip.model={tiny_clip_dir}", f"out_dir={tmp_path / 'out'}",

@@ -8,20 +8,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
-from bicyclegan_pl.models.base import iteration_rng
 from bicyclegan_pl.models.image_pool import ImagePool
-from tests.helpers import build_model, clone, cpu_trainer, loader, random_batches
-
-SMALL_CYCLEGAN = (
-    "model=cyclegan",
-    "data=synthetic_unpaired",
-    "data.crop_size=32",
-    "model.generator.ngf=8",
-    "model.generator.n_blocks=2",
-    "model.discriminator.ndf=8",
-    "model.discriminator.n_layers=2",
-)
+from bicyclegan_pl.runtime.rng import iteration_rng
+from tests.cli import run_train
+from tests.helpers import SMALL_CYCLEGAN, StepRecorder, build_model, clone, cpu_trainer, loader, random_batches
+from tests.metric_fixtures import MeanAbsoluteDistance
 
 
 def _set_requires_grad(nets, flag: bool) -> None:
@@ -69,8 +62,7 @@ def reference_loop(G_A, G_B, D_A, D_B, batches, lambda_A=10.0, lambda_B=10.0, la
 
 def test_reference_update_is_bit_identical_to_a_hand_written_loop():
     torch.manual_seed(0)
-    model, cfg = build_model(*SMALL_CYCLEGAN, "model.pool_size=0", tiny=False)
-    assert [p["name"] for p in cfg.model.schedule] == ["generators", "discriminators"]
+    model, _ = build_model(*SMALL_CYCLEGAN, "model.pool_size=0", tiny=False)
     nets = [clone(net) for net in model.optimizer_groups().values()]
     before = clone(model.generator_A).state_dict()
     batches = random_batches(3, batch_size=2, size=32, input_nc=3, seed=1)
@@ -137,18 +129,29 @@ def test_two_way_outputs_and_sample_columns():
     assert samples.shape == (3, 2, 3, 32, 32) and torch.equal(samples[0], samples[2])
 
 
-@pytest.mark.parametrize("experiment", ["cyclegan_synthetic", "cyclegan_alternating", "cyclegan_monet", "cyclegan_gta2cityscapes", "cyclegan_colorization"])
-def test_experiment_configs_compose(experiment):
-    from tests.helpers import compose_config
-
-    cfg = compose_config(f"+experiment={experiment}", tiny=False)
-    assert cfg.model._target_.endswith("CycleGAN") and cfg.name == experiment
-    assert cfg.metrics.lpips is None
+@pytest.mark.parametrize("experiment", ["cyclegan_synthetic", "cyclegan_monet", "cyclegan_gta2cityscapes", "cyclegan_colorization"])
+def test_each_experiment_trains_both_directions_and_measures_no_diversity(experiment, tmp_path, monkeypatch):
+    """One iteration of each experiment (narrow nets, 32 px, its data's channel counts: grayscale
+    inputs for colorization): both generators, then both discriminators, each step once; and the
+    evaluation suite its config builds leaves LPIPS diversity out (a deterministic translator has
+    none to measure) without loading LPIPS weights."""
+    loaded = []
+    monkeypatch.setattr("bicyclegan_pl.metrics.load_lpips", lambda **options: loaded.append(options) or MeanAbsoluteDistance())
+    torch.manual_seed(0)
+    model, cfg = build_model(
+        f"+experiment={experiment}", *SMALL_CYCLEGAN[2:], "metrics/feature_extractor=conv", f"paths.weights_dir={tmp_path}",
+        tiny=False,
+    )
+    recorder = StepRecorder()
+    batches = random_batches(1, 2, size=32, input_nc=cfg.data.input_nc)
+    cpu_trainer(limit_train_batches=1, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+    assert recorder.order == ["G_A", "G_B", "D_A", "D_B"]
+    assert all(any(g.abs().sum() > 0 for g in gradients) for _, gradients in recorder.steps)
+    suite = instantiate(cfg.metrics, _convert_="all")  # as callbacks.metrics and the evaluate command build it
+    assert "lpips_diversity" not in suite.metric_names() and not loaded
 
 
 def test_train_then_evaluate_both_directions_from_the_command_line(tmp_path):
-    from tests.test_train_cli import run_train
-
     run_dir = tmp_path / "run"
     tiny = ["model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
             "data.crop_size=32", "data.train_size=8", "data.val_size=8", "data.batch_size=2"]
@@ -159,6 +162,7 @@ def test_train_then_evaluate_both_directions_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert {"val/fid_conv", "val/recon_l1", "val/cycle_A_l1", "train/cycle_A_epoch"} <= set(header.split(","))
+    assert "val/lpips_diversity" not in header  # no LPIPS weights were needed (the default config would load them)
     evaluation = run_train(
         f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "metrics/feature_extractor=conv", "metrics.lpips=null",
         module="bicyclegan_pl.evaluate",
@@ -168,18 +172,28 @@ def test_train_then_evaluate_both_directions_from_the_command_line(tmp_path):
     metrics = summary["metrics"]
     assert {"AtoB/fid_conv", "BtoA/fid_conv", "AtoB/kid_mean_conv", "BtoA/kid_mean_conv"} <= set(metrics)
     assert metrics["AtoB/fid_conv"] != metrics["BtoA/fid_conv"]
-    assert "AtoB: FID" in (run_dir / "eval" / "last-val" / "metrics.md").read_text()
+    # each direction states what it saw and how it was measured, not only the last one
+    assert "protocol" not in summary and "num_inputs" not in summary
+    directions = summary["directions"]
+    assert {name: found["compared_with"] for name, found in directions.items()} == {"AtoB": "B", "BtoA": "A"}
+    assert all(found["num_inputs"] == 8 for found in directions.values())
+    assert all(found["protocol"]["feature_extractor"].startswith("conv-random") for found in directions.values())
+    caches = {found["protocol"]["real_statistics_cache"] for found in directions.values()}
+    assert len(caches) == 2  # real B and real A have their own statistics
+    report = (run_dir / "eval" / "last-val" / "metrics.md").read_text()
+    assert "AtoB: FID" in report
+    assert "AtoB: 8 inputs, compared with real B; one output per input" in report
+    assert "BtoA: 8 inputs, compared with real A; one output per input" in report
 
 
-def test_alternating_order_steps_each_net_once_per_iteration_on_its_own_terms():
+def test_alternating_order_steps_each_generator_then_the_discriminator_that_judges_it():
     torch.manual_seed(0)
-    model, cfg = build_model(
-        "+experiment=cyclegan_alternating", "data.crop_size=32", "model.generator.ngf=8", "model.generator.n_blocks=2",
-        "model.discriminator.ndf=8", "model.discriminator.n_layers=2", tiny=False,
-    )
-    assert [p["name"] for p in cfg.model.schedule] == ["forward_direction", "judge_B", "backward_direction", "judge_A"]
+    model, _ = build_model("+experiment=cyclegan_alternating", *SMALL_CYCLEGAN[2:], tiny=False)
     before = {name: clone(net).state_dict() for name, net in model.optimizer_groups().items()}
-    cpu_trainer(limit_train_batches=2).fit(model, train_dataloaders=loader(random_batches(2, 2, size=32, input_nc=3)))
+    recorder = StepRecorder()
+    batches = random_batches(2, 2, size=32, input_nc=3)
+    cpu_trainer(limit_train_batches=2, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+    assert recorder.order == ["G_A", "D_A", "G_B", "D_B"] * 2  # D_A judges G_A's fakes (B), D_B G_B's (A)
     for name, net in model.optimizer_groups().items():
         assert any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items()), f"{name} did not move"
     assert [int(o.state_dict()["state"][0]["step"]) for o in model.trainer.optimizers] == [2, 2, 2, 2]

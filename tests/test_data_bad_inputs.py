@@ -342,7 +342,7 @@ def test_skip_with_every_file_bad_says_so(tmp_path):
 
 
 def run_train(cache: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "BICYCLEGAN_CACHE": str(cache)}
+    env = {**os.environ, "BICYCLEGAN_CACHE": str(cache)}  # a cache of its own (offline: conftest.py)
     return subprocess.run(
         [sys.executable, "-m", "bicyclegan_pl.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )

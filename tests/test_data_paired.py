@@ -184,16 +184,27 @@ def test_datamodule_reports_a_missing_dataset_at_setup(tmp_path):
         datamodule.setup("fit")
 
 
-def test_edges2shoes_config_instantiates(ab_root):
+def test_edges2shoes_config_reads_the_left_edges_as_grayscale_inputs_at_256_px(tmp_path):
+    """conf/data/edges2shoes.yaml on <paths.data_dir>/edges2shoes in the official layout (edge map
+    left, photo right): training batches of 2, a one-channel input from the left half and the
+    three-channel right half as target, both at 256 px, in training and validation."""
+    black_edges, white_photo = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
+    for split in ("train", "val"):
+        for index in range(2):
+            write_ab(tmp_path / "edges2shoes" / split / f"{index}_AB.png", black_edges, white_photo)
     config = OmegaConf.create(
-        {"seed": 3, "paths": {"data_dir": str(ab_root.parent)}, "data": OmegaConf.load(CONF_DIR / "edges2shoes.yaml")}
+        {"seed": 3, "paths": {"data_dir": str(tmp_path)}, "data": OmegaConf.load(CONF_DIR / "edges2shoes.yaml")}
     )
-    for key in ("crop_size", "input_nc", "output_nc", "batch_size"):
+    for key in ("crop_size", "input_nc", "output_nc", "batch_size"):  # the model configs read them
         assert key in config.data
+    config.data.num_workers = 0
     datamodule = instantiate(config.data)
-    assert datamodule.root == ab_root.parent / "edges2shoes"
-    assert (datamodule.direction, datamodule.load_size, datamodule.crop_size) == ("AtoB", 256, 256)
-    assert (datamodule.input_nc, datamodule.output_nc, datamodule.batch_size, datamodule.seed) == (1, 3, 2, 3)
+    datamodule.setup("fit")
+    assert next(iter(datamodule.train_dataloader()))["A"].shape[0] == 2
+    for loader in (datamodule.train_dataloader(), datamodule.val_dataloader()):
+        batch = next(iter(loader))
+        assert batch["A"].shape[1:] == (1, 256, 256) and batch["B"].shape[1:] == (3, 256, 256)
+        assert close(batch["A"], torch.full_like(batch["A"], -1.0)) and close(batch["B"], torch.ones_like(batch["B"]))
 
 
 @pytest.mark.skipif(not EDGES2SHOES_MINI.is_dir(), reason=f"real sample data not present at {EDGES2SHOES_MINI}")

@@ -8,8 +8,8 @@ import torch
 from hydra.utils import instantiate
 
 from bicyclegan_pl.data.datamodules import SyntheticPairedDataModule
-from bicyclegan_pl.distributed import ManualSyncDDPStrategy
 from bicyclegan_pl.models.bicyclegan import BicycleGAN
+from bicyclegan_pl.runtime.distributed import ManualSyncDDPStrategy
 from tests.helpers import compose_config
 
 

@@ -5,7 +5,6 @@ Each run is slowed down by `tests.interruption.Throttle` (0.3 s per iteration) s
 act at a known iteration; the throttle also records every iteration a process trained."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train_cli import CACHE, REPO, TINY, run_train
+from tests.cli import REPO, TINY, run_train
+from tests.interruption import assert_same_training_state
 
 ITERATIONS_PER_EPOCH = 4  # 16 items, batch 4
 EPOCHS = 3
@@ -35,11 +35,10 @@ def _throttle(log: Path, seconds: float = 0.3) -> str:
 
 
 def _start(run_dir: Path, *extra: str, seconds: float = 0.3) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "BICYCLEGAN_CACHE": str(CACHE)}
     args = [*RUN, _throttle(run_dir.parent / f"{run_dir.name}-iterations.txt", seconds), f"hydra.run.dir={run_dir}", *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "bicyclegan_pl.train", *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -62,15 +61,6 @@ def _wait_for_checkpoint(process: subprocess.Popen, run_dir: Path, iteration: in
         time.sleep(0.05)
     process.kill()
     pytest.fail(f"no checkpoint of iteration {iteration} within {timeout} s")
-
-
-def _assert_same_training_state(a: dict, b: dict) -> None:
-    assert a["iteration"] == b["iteration"]
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), f"{key} differs"
-    for ours, theirs in zip(a["optimizer_states"], b["optimizer_states"]):
-        for x, y in zip(ours["state"].values(), theirs["state"].values()):
-            assert torch.equal(x["exp_avg"], y["exp_avg"]) and torch.equal(x["exp_avg_sq"], y["exp_avg_sq"])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ def test_killed_in_the_middle_of_an_epoch_resumes_to_the_same_weights(uninterrup
     assert "(after iteration 6)" in stdout
     # nothing recomputed but the iterations after the checkpoint
     assert _trained(run_dir)[len(killed_trained):] == list(range(7, EPOCHS * ITERATIONS_PER_EPOCH + 1))
-    _assert_same_training_state(_checkpoint(run_dir), uninterrupted)
+    assert_same_training_state(_checkpoint(run_dir), uninterrupted)
 
 
 def test_sigterm_saves_after_the_current_iteration_and_exits_nonzero(uninterrupted, tmp_path):
@@ -119,7 +109,7 @@ def test_sigterm_saves_after_the_current_iteration_and_exits_nonzero(uninterrupt
     resumed = _start(run_dir, "ckpt_path=last", seconds=0.0)
     _, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-3000:]
-    _assert_same_training_state(_checkpoint(run_dir), uninterrupted)
+    assert_same_training_state(_checkpoint(run_dir), uninterrupted)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR1])
@@ -208,4 +198,4 @@ def test_ddp_ranks_stop_together_when_one_is_signalled_and_resume_to_the_same_we
     resumed = _start(run_dir, *ddp, seconds=0.0)
     _, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-3000:]
-    _assert_same_training_state(_checkpoint(run_dir), _checkpoint(full_dir))
+    assert_same_training_state(_checkpoint(run_dir), _checkpoint(full_dir))

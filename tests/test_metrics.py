@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from torch import nn
 
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset
 from bicyclegan_pl.metrics import (
@@ -19,6 +18,7 @@ from bicyclegan_pl.metrics import (
     InceptionFeatures,
     LPIPSDiversity,
     MaskIoU,
+    EncodedAccuracy,
     ModeCoverage,
     RandomInceptionFeatures,
     WeightsNotFoundError,
@@ -26,7 +26,12 @@ from bicyclegan_pl.metrics import (
     resolve_weights,
 )
 from bicyclegan_pl.metrics.features import INCEPTION_URL
-from tests.metric_fixtures import INCEPTION_FILE, write_random_inception_weights, write_random_squeezenet_weights
+from tests.metric_fixtures import (
+    INCEPTION_FILE,
+    MeanAbsoluteDistance,
+    write_random_inception_weights,
+    write_random_squeezenet_weights,
+)
 
 
 # ---- independent reference implementations (float64 NumPy / SciPy) ------------------------------
@@ -190,11 +195,6 @@ def test_weights_are_found_in_the_folder_or_its_torch_hub_layout(tmp_path):
 
 
 # ---- LPIPS diversity -------------------------------------------------------------------------------
-class MeanAbsoluteDistance(nn.Module):
-    def forward(self, first, second, normalize=False):
-        return (first - second).abs().mean(dim=(1, 2, 3))
-
-
 def test_lpips_diversity_averages_consecutive_pairs_then_inputs():
     diversity = LPIPSDiversity(MeanAbsoluteDistance())
     # input 0: samples 0, 0.2, 0.6 -> pairs 0.2, 0.4 -> 0.3; input 1: constant -> 0
@@ -241,13 +241,49 @@ def test_mode_coverage_is_one_over_k_for_one_appearance_and_one_for_the_ground_t
     k = synthetic.palette.shape[0]
     collapsed = ModeCoverage(synthetic.palette)
     collapsed.update(targets[2:3].expand(20, -1, -1, -1, -1), masks)  # always appearance 2
-    coverage, kl = collapsed.compute()
+    coverage, kl, off_palette = collapsed.compute()
     assert float(coverage) == pytest.approx(1 / k) and float(kl) == pytest.approx(math.log(k))
+    assert float(off_palette) == 0.0
     truth = ModeCoverage(synthetic.palette)
     truth.update(targets.repeat(5, 1, 1, 1, 1), masks)  # 20 samples, every appearance 5 times
-    coverage, kl = truth.compute()
+    coverage, kl, off_palette = truth.compute()
     assert float(coverage) == pytest.approx(1.0) and float(kl) == pytest.approx(0.0, abs=1e-12)
-    assert truth.histogram.tolist() == [5 * len(synthetic)] * k
+    assert truth.histogram.tolist() == [5 * len(synthetic)] * k and float(off_palette) == 0.0
+
+
+def test_mode_coverage_does_not_count_garbage_as_a_mode(synthetic):
+    """Noise, a black square or a coloured background are nearest to SOME palette colour, but
+    show no appearance: they cover no mode and count as off-palette."""
+    masks, targets = _truth(synthetic)
+    k, n = synthetic.palette.shape[0], len(synthetic)
+    noise = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    black = -torch.ones(n, 3, 32, 32)
+    red_everywhere = synthetic.palette[0].view(1, 3, 1, 1).expand(n, 3, 32, 32)
+    garbage = torch.stack([noise, black, red_everywhere])  # (3, N, 3, H, W)
+    only_garbage = ModeCoverage(synthetic.palette)
+    only_garbage.update(garbage, masks)
+    coverage, kl, off_palette = only_garbage.compute()
+    assert float(coverage) == 0.0 and float(off_palette) == 1.0 and float(kl) == pytest.approx(math.log(k))
+    # two true appearances and the three garbage samples: 2 of K covered, 3 of 5 off-palette, the
+    # recognised samples spread evenly over their two modes
+    mixed = ModeCoverage(synthetic.palette)
+    mixed.update(torch.cat([targets[:2], garbage]), masks)
+    coverage, kl, off_palette = mixed.compute()
+    assert float(coverage) == pytest.approx(2 / k) and float(off_palette) == pytest.approx(3 / 5)
+    assert float(kl) == pytest.approx(math.log(k / 2))
+
+
+def test_encoded_accuracy_counts_reconstructions_of_the_targets_own_appearance(synthetic):
+    masks, targets = _truth(synthetic)
+    truth = torch.tensor([int(synthetic[i]["appearance"]) for i in range(len(synthetic))])
+    own = targets[truth, torch.arange(len(synthetic))]
+    accuracy = EncodedAccuracy(synthetic.palette)
+    accuracy.update(own, masks, truth)
+    assert float(accuracy.compute()) == 1.0
+    shifted = targets[(truth + 1) % synthetic.palette.shape[0], torch.arange(len(synthetic))]
+    half = EncodedAccuracy(synthetic.palette)
+    half.update(torch.cat([own[:2], shifted[2:4], -torch.ones_like(own[4:])]), masks, truth)
+    assert float(half.compute()) == pytest.approx(2 / len(synthetic))
 
 
 def test_mask_iou_is_one_for_the_ground_truth_and_zero_for_a_blank_image(synthetic):

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset
 from bicyclegan_pl.metrics import ConvFeatures, EvaluationSuite
-from tests.test_metrics import MeanAbsoluteDistance
+from tests.metric_fixtures import MeanAbsoluteDistance
 
 WORLD_SIZE = 2
 

@@ -11,9 +11,8 @@ import torch
 from bicyclegan_pl.callbacks import LastCheckpoint
 from bicyclegan_pl.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 from bicyclegan_pl.data.datamodules import SyntheticPairedDataModule, SyntheticUnpairedDataModule
-from tests.helpers import build_model, clone, cpu_trainer
+from tests.helpers import SMALL_CYCLEGAN, build_model, clone, cpu_trainer
 from tests.interruption import StopAt
-from tests.test_cyclegan import SMALL_CYCLEGAN
 
 BATCHES_PER_EPOCH = 6  # 12 items, batch 2
 EPOCHS = 3

@@ -1,55 +1,43 @@
-"""Slow: the default `make train` run learns several appearances per input (not a collapse)."""
+"""Slow: the main job (`make train`, the defaults) shows every mode, for three seeds.
+
+Each run is exactly `python -m bicyclegan_pl.train seed=S` (10 minutes at most on 2 idle cores);
+the numbers it must reach are measured from the synthetic data's ground truth by the metrics
+callback after the last epoch: mode coverage (the fraction of the 4 appearances among 20
+random-z samples per validation input, only recognisable appearances counted), the encoded
+accuracy (G(A, E(B)) in the target's own colour) and the off-palette fraction.
+"""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import csv
+import time
 
 import pytest
-import torch
-from hydra.utils import instantiate
 
-from bicyclegan_pl.config import register_resolvers
-from bicyclegan_pl.data.appearance import classify_appearance, mean_colour
-from bicyclegan_pl.data.synthetic import SyntheticPairedDataset
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.cli import run_train
 
 
-def appearance_statistics(model, dataset: SyntheticPairedDataset, num_inputs: int = 32, num_samples: int = 10):
-    """Distinct appearances among random-z samples per input, and the colour error to the palette."""
-    generator = torch.Generator().manual_seed(0)
-    distinct, errors = [], []
-    model.eval()
-    for index in range(num_inputs):
-        item = dataset[index]
-        inputs = item["A"].unsqueeze(0).expand(num_samples, -1, -1, -1)
-        masks = item["mask"].unsqueeze(0).expand(num_samples, -1, -1, -1)
-        samples = model.translate(inputs, torch.randn(num_samples, model.nz, generator=generator))
-        classes = classify_appearance(samples, masks, dataset.palette)
-        distinct.append(len(set(classes.tolist())))
-        errors.append((mean_colour(samples, masks) - dataset.palette[classes]).abs().mean())
-    return sum(distinct) / len(distinct), float(torch.stack(errors).mean())
+def final_validation_metrics(run_dir) -> dict[str, float]:
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    found: dict[str, float] = {}
+    for row in rows:  # the last logged value of each metric
+        found.update({key: float(value) for key, value in row.items() if key.startswith("val/") and value})
+    return found
 
 
 @pytest.mark.slow
-def test_default_training_produces_several_appearances_per_input(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bicyclegan_pl.train", "logger=csv", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
-    )
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_main_job_shows_every_mode_and_reconstructs_the_right_colour(tmp_path, seed):
+    started = time.monotonic()
+    # exactly `make train` (CSV and an offline W&B run), in a folder of the test's own
+    result = run_train(f"seed={seed}", f"hydra.run.dir={tmp_path}", timeout=1800)
+    minutes = (time.monotonic() - started) / 60
     assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    register_resolvers()
-    config = checkpoint["run_config"]
-    model = instantiate(config["model"], _convert_="all")
-    model.load_state_dict(checkpoint["state_dict"])
-    data = config["data"]
-    dataset = SyntheticPairedDataset(64, image_size=data["crop_size"], seed=data["seed"], split="val",
-                                     num_appearances=data["num_appearances"], input_nc=data["input_nc"])
-    distinct, colour_error = appearance_statistics(model, dataset)
-    print(f"distinct appearances per input: {distinct:.2f} of {data['num_appearances']}; colour error {colour_error:.3f}")
-    assert distinct >= 2.0, "random z should give several appearances per input"
-    assert colour_error < 0.25, "samples should be close to a palette colour inside the object"
+    metrics = final_validation_metrics(tmp_path)
+    print(
+        f"seed {seed}: {minutes:.1f} min; mode coverage {metrics['val/mode_coverage']:.3f}, encoded accuracy "
+        f"{metrics['val/encoded_accuracy']:.3f}, off-palette {metrics['val/off_palette']:.3f}, "
+        f"mode KL {metrics['val/mode_kl']:.3f}, mask IoU {metrics['val/mask_iou']:.3f}"
+    )
+    assert metrics["val/mode_coverage"] >= 0.9, "random z should produce every appearance for almost every input"
+    assert metrics["val/encoded_accuracy"] >= 0.9, "G(A, E(B)) should show the target's own colour"
+    assert metrics["val/off_palette"] <= 0.1, "samples should show an appearance, not noise"

@@ -1,12 +1,13 @@
-"""The schedule engine: per-phase isolation for every experiment, stale graphs, validation, NaNs."""
+"""The schedule engine: every experiment steps in its seed's order, per-phase isolation, which nets a
+term reaches, recomputed results after an update, stale graphs, validation, NaNs."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bicyclegan_pl.models.base import iteration_rng
-from bicyclegan_pl.schedule import (
+from bicyclegan_pl.runtime.rng import iteration_rng
+from bicyclegan_pl.runtime.schedule import (
     ForwardResults,
     NonFiniteLossError,
     ResultSpec,
@@ -15,15 +16,48 @@ from bicyclegan_pl.schedule import (
     SkipMonitor,
     parse_schedule,
 )
-from tests.helpers import EXPERIMENTS, build_model, clone, cpu_trainer, loader, random_batches
+from tests.cli import TINY, run_train
+from tests.helpers import (
+    EXPERIMENTS,
+    StepRecorder,
+    build_model,
+    clone,
+    cpu_trainer,
+    loader,
+    random_batches,
+    same_gradients,
+)
 
 
 def _flat(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()])
 
 
+# The optimiser steps of one iteration of each BicycleGAN experiment, as its seed's text orders
+# them ("->" = backward + step; a phase stepping E and G steps E first, as the reference does)
+DEFAULT_ORDER = ["E", "G", "D_vae", "D_clr"]
+STEP_ORDERS = {
+    "bicycle_reference": DEFAULT_ORDER,
+    # seed 000, "Order of optimization": G -> E -> D_cVAE -> D_cLR; E -> G -> ...; the split cLR variant
+    "bicycle_order_a": ["G", "E", "D_vae", "D_clr"],
+    "bicycle_order_b": ["E", "G", "D_vae", "D_clr"],
+    "bicycle_order_c": ["E", "G", "G", "D_clr", "G", "D_vae"],
+    # seed 000, the four loss accumulations
+    "bicycle_accum_1": ["E", "G", "E", "G", "D_vae", "D_clr"],
+    "bicycle_accum_2": ["E", "G", "G", "D_vae", "D_clr", "E", "G"],
+    "bicycle_accum_3": DEFAULT_ORDER,
+    "bicycle_accum_4": ["E", "G", "E", "G", "D_vae", "D_clr"],
+    # generator and loss variants keep the reference's order
+    **{name: DEFAULT_ORDER for name in (
+        "bicycle_msgan", "bicycle_unet_input", "bicycle_unet_all", "bicycle_resnet", "bicycle_resnet_no_first_norm",
+        "bicycle_seed001", "bicycle_seed001_baseline",
+    )},
+}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_each_phase_moves_exactly_the_optimisers_it_steps(experiment, monkeypatch):
+def test_each_experiment_steps_in_its_seeds_order_and_each_phase_moves_only_what_it_steps(experiment, monkeypatch):
+    assert experiment in STEP_ORDERS, f"{experiment}: add the order its seed describes to STEP_ORDERS"
     model, cfg = build_model(f"+experiment={experiment}")
     groups = model.optimizer_groups()
     records = []
@@ -37,7 +71,9 @@ def test_each_phase_moves_exactly_the_optimisers_it_steps(experiment, monkeypatc
 
     monkeypatch.setattr(ScheduleEngine, "run_phase", recording)
     batches = random_batches(1, batch_size=4, size=cfg.data.crop_size, input_nc=cfg.data.input_nc)
-    cpu_trainer(limit_train_batches=1).fit(model, train_dataloaders=loader(batches))
+    recorder = StepRecorder()
+    cpu_trainer(limit_train_batches=1, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+    assert recorder.order == STEP_ORDERS[experiment]
     assert [phase.name for phase, _ in records] == [p["name"] for p in cfg.model.schedule]
     for phase, changed in records:
         for name, moved in changed.items():
@@ -47,20 +83,70 @@ def test_each_phase_moves_exactly_the_optimisers_it_steps(experiment, monkeypatc
             )
 
 
-def test_experiments_cover_the_seed_ablations():
-    expected = {
-        "bicycle_reference", "bicycle_order_a", "bicycle_order_b", "bicycle_order_c",
-        "bicycle_accum_1", "bicycle_accum_2", "bicycle_accum_3", "bicycle_accum_4",
-        "bicycle_unet_input", "bicycle_unet_all", "bicycle_resnet", "bicycle_resnet_no_first_norm",
-        "bicycle_msgan", "bicycle_seed001", "bicycle_seed001_baseline",
-    }
-    assert expected <= set(EXPERIMENTS)
+def _gradients(loss: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor]:
+    parameters = list(module.parameters())
+    found = torch.autograd.grad(loss, parameters, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, found)]
 
 
-def test_order_b_steps_encoder_before_generator_and_generator_sees_updated_encoder():
-    model, cfg = build_model("+experiment=bicycle_order_b")
-    assert [p["step"] for p in cfg.model.schedule] == [["E"], ["G"], ["D_vae"], ["D_clr"]]
-    assert cfg.model.batch_split is False
+def test_order_b_steps_the_generator_on_gradients_through_the_updated_encoder():
+    """Seed 000's best order, Encoder -> Generator, on the whole batch (its loop does not split it):
+    G's phase recomputes G(A, E(B)) and E(G(A, z)) with the encoder that E's phase has just
+    stepped, so G steps on exactly the gradient of its terms through the updated E."""
+    torch.manual_seed(0)
+    model, cfg = build_model("+experiment=bicycle_order_b", "model.generator.use_dropout=false")
+    initial = clone(model)
+    batches = random_batches(1, batch_size=4, size=cfg.data.crop_size, input_nc=cfg.data.input_nc)
+    encoded_batch_sizes = []
+    model.encoder.register_forward_hook(lambda module, args, output: encoded_batch_sizes.append(args[0].shape[0]))
+    recorder = StepRecorder()
+    cpu_trainer(limit_train_batches=1, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+    assert recorder.order == ["E", "G", "D_vae", "D_clr"]
+    assert encoded_batch_sizes and set(encoded_batch_sizes) == {4}  # no cVAE / cLR split of the batch
+
+    def generator_gradient_with(encoder: torch.nn.Module) -> list[torch.Tensor]:
+        """G's gradient from its terms (vae_gan, clr_gan, vae_l1, clr_latent) of iteration 0 with this encoder."""
+        host = clone(initial)
+        host.encoder.load_state_dict(encoder.state_dict())
+        with iteration_rng(cfg.seed, 0, 0, torch.device("cpu")) as generator:
+            results = ForwardResults(host.forward_results(), host.prepare_iteration(batches[0], generator))
+        terms, weights = host.loss_terms(), cfg.model.loss_weights
+        loss = sum(weights[name] * terms[name](results) for name in ("vae_gan", "clr_gan", "vae_l1", "clr_latent"))
+        return _gradients(loss, host.generator)
+
+    [stepped_with] = recorder.gradients("G")
+    assert same_gradients(stepped_with, generator_gradient_with(model.encoder))  # E as stepped in this iteration
+    assert not same_gradients(stepped_with, generator_gradient_with(initial.encoder))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "reaches_encoder"),
+    [
+        ("bicycle_reference", False),  # junyanz: the latent L1 backward runs with E frozen
+        ("bicycle_msgan", False),
+        ("bicycle_accum_3", True),  # seed 000's loop does not freeze E for it
+    ],
+)
+def test_latent_l1_reaches_the_encoder_only_where_the_experiment_lets_it(experiment, reaches_encoder):
+    """E's gradients are those of the same iteration without the term (weight 0) exactly when the
+    term may not reach E; G's gradients always change with it."""
+
+    def steps(weight: float) -> StepRecorder:
+        torch.manual_seed(0)
+        model, cfg = build_model(
+            f"+experiment={experiment}", "model.generator.use_dropout=false", f"model.loss_weights.clr_latent={weight}"
+        )
+        batches = random_batches(1, batch_size=4, size=cfg.data.crop_size, input_nc=cfg.data.input_nc)
+        recorder = StepRecorder()
+        cpu_trainer(limit_train_batches=1, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+        return recorder
+
+    with_term, without_term = steps(0.5), steps(0.0)
+    assert with_term.order == without_term.order
+    encoder_steps = list(zip(with_term.gradients("E"), without_term.gradients("E")))
+    assert encoder_steps and all(any(g.abs().sum() > 0 for g in ours) for ours, _ in encoder_steps)
+    assert any(not same_gradients(a, b) for a, b in encoder_steps) == reaches_encoder
+    assert not same_gradients(with_term.gradients("G")[0], without_term.gradients("G")[0])
 
 
 def _manual_stale_loop(G, E, batches, seed, nz, recompute: bool):
@@ -258,8 +344,6 @@ def test_max_consecutive_skips_must_be_a_positive_integer_or_null(value):
 
 
 def test_a_run_that_keeps_skipping_stops_with_a_one_line_error(tmp_path):
-    from tests.test_train_cli import TINY, run_train
-
     result = run_train(
         *TINY, "trainer.max_epochs=1", "logger=none", "callbacks.metrics=null", f"hydra.run.dir={tmp_path / 'run'}",
         "model.on_nonfinite=skip", "model.loss_weights.kl=nan", "model.max_consecutive_skips=2",

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from tests.test_interruption_cli import _assert_same_training_state
-from tests.test_train_cli import CACHE, TINY
+from tests.cli import REPO, TINY
+from tests.interruption import assert_same_training_state
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
 LAUNCHER_TIMEOUT_S = 420  # jobs run one after the other: each takes the node's 2 CPUs
 GONE_GRACE_S = 60  # launcher still waiting this long after its jobs left the queue: it never returns
 # torch's C++ stack frames, and submitit's sacct polls that fail without accounting (every few s)
@@ -97,9 +95,8 @@ def _run_launcher(
 ) -> float:
     """Runs the launcher (it submits and waits for its jobs) and returns its wall time; fails the
     test with every log when it exits non-zero, runs too long or waits for jobs that are gone."""
-    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "BICYCLEGAN_CACHE": str(CACHE)}
     with (sweep_dir.parent / "launcher.log").open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     started = last_seen_jobs = time.monotonic()
     stopped = None
     while process.poll() is None:
@@ -142,14 +139,11 @@ def test_sweep_runs_as_one_slurm_job_per_point_with_one_task_per_ddp_rank(slurm_
             assert f"global_rank={rank}(2)" in task_log.read_text(), logs
             assert next(job_dir.glob(f"*_{rank}_result.pkl"), None) is not None, logs
 
-    for index, kl in enumerate(("0.01", "0.02")):
+    for index in range(2):  # which point each folder trained: the report's table below
         run_dir = sweep_dir / str(index)
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-        assert f"model.loss_weights.kl={kl}" in overrides, logs
         checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         # 8 training items split over 2 ranks, batch 4: 1 iteration per epoch (2 on one process)
         assert checkpoint["iteration"] == 2, logs
-        assert checkpoint["run_config"]["trainer"]["devices"] == 2
         assert (run_dir / "csv" / "metrics.csv").is_file(), logs
 
     command = [sys.executable, "-m", "bicyclegan_pl.report", str(sweep_dir)]
@@ -221,6 +215,6 @@ def test_preempted_and_time_limited_jobs_are_requeued_resume_and_end_like_the_un
         assert sorted(first) == sorted(2 * list(range(1, stopped_at + 1))), logs
         assert sorted(second) == sorted(2 * list(range(stopped_at + 1, total + 1))), logs
         # ... and the result is the uninterrupted run's, bit for bit
-        _assert_same_training_state(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False), reference)
+        assert_same_training_state(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False), reference)
     # the time-limit signal is submitit's to requeue (Lightning's auto-requeue is off)
     assert "Requeued job" in "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*_1/*_0_log.*")), logs

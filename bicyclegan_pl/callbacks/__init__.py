@@ -1,6 +1,6 @@
 """Callbacks: the resumable last checkpoint, sample grids and evaluation metrics."""
 from bicyclegan_pl.callbacks.last_checkpoint import LastCheckpoint
 from bicyclegan_pl.callbacks.metrics import MetricsCallback, MetricsConfigurationError
-from bicyclegan_pl.callbacks.sample_grid import SampleGridCallback, render_grid
+from bicyclegan_pl.callbacks.sample_grid import SampleGridCallback
 
-__all__ = ["LastCheckpoint", "MetricsCallback", "MetricsConfigurationError", "SampleGridCallback", "render_grid"]
+__all__ = ["LastCheckpoint", "MetricsCallback", "MetricsConfigurationError", "SampleGridCallback"]

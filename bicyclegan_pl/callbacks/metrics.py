@@ -8,17 +8,22 @@ suite is reset after each computation; real-image statistics are kept (and cache
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.metrics.suite import EvaluationSuite
 
+if TYPE_CHECKING:
+    from bicyclegan_pl.data.datamodules import _TranslationDataModule
+    from bicyclegan_pl.models.base import ScheduledTranslationModule
 
-class MetricsConfigurationError(ValueError):
+
+class MetricsConfigurationError(UserError, ValueError):
     """The metrics and checkpoint settings contradict each other (a user-fixable config error)."""
 
 
@@ -47,7 +52,7 @@ class MetricsCallback(L.Callback):
         for callback in trainer.checkpoint_callbacks:
             if not isinstance(callback, ModelCheckpoint) or callback.monitor not in self.logged_keys:
                 continue
-            checkpoint_every = getattr(callback, "_every_n_epochs", 1) or 1
+            checkpoint_every = callback.every_n_epochs or 1  # 0 (steps or time trigger): as often as every epoch
             if checkpoint_every % self.every_n_epochs:
                 raise MetricsConfigurationError(
                     f"ModelCheckpoint monitors {callback.monitor!r}, which is computed every "
@@ -62,37 +67,38 @@ class MetricsCallback(L.Callback):
         last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
         return epoch % self.every_n_epochs == 0 or last
 
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: ScheduledTranslationModule) -> None:
         self._active = self._due(trainer)
         if not self._active:
             return
         self.suite.to(pl_module.device)
         if not self._prepared:
             dataset = _first_loader(trainer.val_dataloaders).dataset
-            datamodule = trainer.datamodule
-            run_config = getattr(pl_module, "run_config", None) or {}
+            datamodule: _TranslationDataModule | None = trainer.datamodule  # None when fit() was given loaders
             self.suite.prepare(
-                palette=getattr(datamodule, "palette", None),
-                data_config=run_config.get("data"),
+                palette=datamodule.palette if datamodule is not None else None,
+                data_config=(pl_module.run_config or {}).get("data"),
                 split="val",
                 num_items=len(dataset),
                 rank=trainer.global_rank,
                 world_size=trainer.world_size,
+                encoded=pl_module.has_encoder,
             )
             self._prepared = True
         # the same z at every evaluation, different per rank: curves show the model, not the draw
         self._generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self, trainer: L.Trainer, pl_module: ScheduledTranslationModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         if not self._active:
             return
         samples = pl_module.sample_outputs(batch, self.suite.samples_needed, self._generator)
-        self.suite.update(batch, samples)
+        reconstructions = pl_module.reconstruct(batch) if self.suite.wants_reconstructions else None
+        self.suite.update(batch, samples, reconstructions=reconstructions)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: ScheduledTranslationModule) -> None:
         if not self._active:
             return
         results = self.suite.compute(rank=trainer.global_rank)

@@ -1,7 +1,8 @@
-"""CLIP guidance of a trained translator (seed 000): load CLIP with transformers, preprocess
-generated images for it differentiably, score them against prompts, and search the latent
-code by ranking many samples or by gradient ascent on the score."""
-from bicyclegan_pl.clip.guidance import GuidanceResult, optimize, rank, rank_then_optimize
+"""The CLIP library: load CLIP with transformers, preprocess generated images for it
+differentiably, score them against prompts, and the frozen CLIP Siamese space (CLIPTraVeLGAN).
+
+Its applications sit above the models: the latent search of seed 000's CLIP guidance is
+``bicyclegan_pl.guidance`` (run by ``python -m bicyclegan_pl.guide``)."""
 from bicyclegan_pl.clip.loading import ClipModel, ClipNotFoundError, load_clip
 from bicyclegan_pl.clip.preprocess import ClipPreprocess
 from bicyclegan_pl.clip.scoring import ClipScorer, PromptError, Scorer
@@ -11,11 +12,7 @@ __all__ = [
     "ClipNotFoundError",
     "ClipPreprocess",
     "ClipScorer",
-    "GuidanceResult",
     "PromptError",
     "Scorer",
     "load_clip",
-    "optimize",
-    "rank",
-    "rank_then_optimize",
 ]

@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from bicyclegan_pl.clip.preprocess import ClipPreprocess
+from bicyclegan_pl.errors import UserError
 
 
-class ClipNotFoundError(FileNotFoundError):
+class ClipNotFoundError(UserError, FileNotFoundError):
     """The CLIP checkpoint is neither a local folder nor in the Hugging Face cache (and cannot be downloaded)."""
 
 

@@ -16,11 +16,12 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from bicyclegan_pl.clip.loading import ClipModel
+from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.data.errors import BadImageError
 from bicyclegan_pl.data.images import open_rgb
 
 
-class PromptError(ValueError):
+class PromptError(UserError, ValueError):
     """A prompt, template or image prompt that cannot be used."""
 
 

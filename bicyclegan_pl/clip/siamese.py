@@ -1,4 +1,5 @@
-"""CLIPTraVeLGAN's Siamese space (seed 002, REFERENCE_ALGORITHMS.md 5.1): a frozen CLIP vision
+"""CLIPTraVeLGAN's Siamese space (seed 002; ``get_clip_model`` of its authors' Kaggle notebook
+unfriendlyai/cliptravelgan-monet-article-implementation): a frozen CLIP vision
 encoder. Images in [-1, 1] -> (optional resize) -> centre crop to CLIP's resolution -> CLIP
 normalisation -> ``pooler_output`` (the paper's code: the post-layernorm CLS token, before the
 projection, not normalised) or ``image_embeds`` (projected). ``random_init`` builds the same

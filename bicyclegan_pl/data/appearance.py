@@ -2,9 +2,11 @@
 
 The synthetic paired data is multimodal by construction: every input outline has
 `num_appearances` equally likely fills, one flat palette colour each. Because the colours
-are known, a generated image's mode is recovered exactly with `classify_appearance`
-(nearest palette colour of the mean colour inside the object mask), which the metrics use
-to measure diversity (how many modes a generator covers) and fidelity.
+are known, a generated image's mode is recovered exactly: `classify_appearance` gives the
+nearest palette colour of the mean colour inside the object mask, and `recognise_appearance`
+also says when an image shows none of the appearances (an object colour far from every
+palette colour, or a background that is not white), so that the metrics count noise or a
+black square as what it is rather than as the nearest mode.
 """
 
 from __future__ import annotations
@@ -69,3 +71,31 @@ def classify_appearance(images: torch.Tensor, masks: torch.Tensor, palette: torc
     colours = mean_colour(images.float(), masks.float())
     ids = torch.cdist(colours, palette.to(colours)).argmin(dim=1)
     return ids[0] if single else ids
+
+
+def recognition_radius(palette: torch.Tensor) -> float:
+    """Half the smallest distance between two palette colours or a colour and the background:
+    inside it, the nearest appearance is unambiguous."""
+    points = torch.cat([palette.float(), BACKGROUND.to(palette.device).view(1, 3)])
+    distances = torch.cdist(points, points)
+    distances.fill_diagonal_(float("inf"))
+    return 0.5 * float(distances.min())
+
+
+def recognise_appearance(images: torch.Tensor, masks: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+    """Like :func:`classify_appearance`, but -1 for an image that shows none of the appearances:
+    its mean colour inside the true object mask, or outside it (the white background), is
+    farther than :func:`recognition_radius` from the colour it should have.
+
+    images: (N, 3, H, W) in [-1, 1]; masks: (N, 1, H, W); palette: (K, 3). Returns int64 (N,).
+    """
+    palette = palette.to(images.device, torch.float32)
+    radius = recognition_radius(palette)
+    masks = masks.float()
+    inside = mean_colour(images.float(), masks)
+    outside = mean_colour(images.float(), 1.0 - masks)
+    distances = torch.cdist(inside, palette)
+    nearest, ids = distances.min(dim=1)
+    background = BACKGROUND.to(images.device).view(1, 3)
+    recognised = (nearest < radius) & (torch.linalg.vector_norm(outside - background, dim=1) < radius)
+    return torch.where(recognised, ids, torch.full_like(ids, -1))

@@ -13,27 +13,27 @@ dropped, as BicycleGAN splits every batch in two halves and skips incomplete one
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.data.appearance import appearance_palette
+from bicyclegan_pl.data.errors import DatasetError
+from bicyclegan_pl.data.layouts import (
+    DomainFiles,
+    GTA2Cityscapes,
+    Monet2Photo,
+    PhotoFolder,
+    TwoFolders,
+    UnpairedLayout,
+)
 from bicyclegan_pl.data.paired import PairedFolderDataset, find_images
 from bicyclegan_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from bicyclegan_pl.data.screening import ImageScreening
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset, SyntheticUnpairedDataset
-from bicyclegan_pl.data.unpaired import (
-    ColorizationDataset,
-    DomainSplits,
-    EpochIndexedSampler,
-    UnpairedFolderDataset,
-    colorization_splits,
-    folder_splits,
-    gta2cityscapes_splits,
-    monet2photo_splits,
-)
+from bicyclegan_pl.data.unpaired import DomainSplits, EpochIndexedSampler
 
 # Validation is split into at least this many batches when the set is small, so per-batch
 # hooks (sample grids, metrics) run a few times even on a 4-item val set.
@@ -50,6 +50,9 @@ class _TranslationDataModule(L.LightningDataModule):
 
     #: the training sampler's class (unpaired folders: the epoch travels in the indices)
     sampler_type: type[ResumableSampler] = ResumableSampler
+    #: (K, 3) colours in [-1, 1] of the K true appearances of data with known ground truth (the
+    #: synthetic paired set): the evaluation suite's mode coverage and mask IoU need it; None elsewhere
+    palette: torch.Tensor | None = None
 
     def __init__(self, batch_size: int, num_workers: int, seed: int, input_nc: int, output_nc: int) -> None:
         super().__init__()
@@ -99,6 +102,8 @@ class _TranslationDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 0, True
+        # No public Trainer property counts the batches of the current epoch; the fit loop's
+        # progress tracker (public attributes, the counter Lightning restores on resume) does.
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return done, done >= trainer.num_training_batches
 
@@ -266,9 +271,10 @@ class PairedFolderDataModule(_TranslationDataModule):
         return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)
 
 
-class _UnpairedDataModule(_TranslationDataModule):
-    """Shared by the unpaired folder modules: subclasses say where the files of each domain
-    and split are (`_splits`); this builds `UnpairedFolderDataset`s from them.
+class UnpairedDataModule(_TranslationDataModule):
+    """Unpaired image folders: the files that `layout` finds (`data/layouts.py`: two folders,
+    monet2photo, GTA5 -> Cityscapes, a photo folder for colorization), served by the layout's
+    dataset class. The classes below bind one layout each to a `conf/data/*.yaml`.
 
     Options read like the CycleGAN reference's: load_size 286 -> crop_size 256, flip
     (`--no_flip` is `flip: false`), batch_size 1. A domain without its own evaluation folder
@@ -281,45 +287,53 @@ class _UnpairedDataModule(_TranslationDataModule):
 
     def __init__(
         self,
-        load_size: int,
-        crop_size: int,
-        input_nc: int,
-        output_nc: int,
-        batch_size: int,
-        num_workers: int,
-        seed: int,
-        flip: bool,
-        holdout: float,
-        val_size: int | None,
-        screening: ImageScreening,
+        layout: UnpairedLayout,
+        load_size: int = 286,
+        crop_size: int = 256,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        flip: bool = True,
+        holdout: float = 0.1,
+        val_size: int | None = None,
+        min_image_size: int | None = None,
+        scan: bool | str = "auto",
+        on_bad_image: str = "raise",
+        log_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, input_nc, output_nc)
-        self.screening = screening
+        # The layout object is not a loggable value; the binding subclasses' own arguments
+        # (root, gta_root, ...) are saved with these, as Lightning collects every __init__ up the chain.
+        self.save_hyperparameters(ignore=["layout"])
+        self.screening = ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir)
         if crop_size > load_size:
             raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
         if not 0.0 < holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
+        self.layout = layout
         self.load_size = load_size
         self.crop_size = crop_size
         self.flip = flip
         self.holdout = holdout
         self.val_size = val_size
-        self.splits: DomainSplits | None = None
+        #: each domain's (training, validation) files after setup, without those the scan refused
+        self.files: list[DomainFiles] | None = None
 
-    def _splits(self) -> DomainSplits:
-        raise NotImplementedError
-
-    def _screened_splits(self) -> DomainSplits:
-        """`_splits()` without the files the setup scan finds bad (on_bad_image=skip), one
-        domain at a time (each domain's files share a folder, and its header cache)."""
-        splits = self._splits()
-        self.screening.attach(self.trainer)
-        train_a, val_a = self.screening.screen([splits.train_a, splits.val_a])
-        train_b, val_b = self.screening.screen([splits.train_b, splits.val_b])
-        return DomainSplits(train_a, train_b, val_a, val_b)
+    @property
+    def splits(self) -> DomainSplits | None:
+        """The files of A (the first domain) and B (the last) after setup; None before."""
+        if self.files is None:
+            return None
+        first, last = self.files[0], self.files[-1]
+        return DomainSplits(first.train, last.train, first.val, last.val)
 
     def _build(self) -> tuple[Dataset, Dataset]:
-        self.splits = self._screened_splits()
+        self.screening.attach(self.trainer)
+        # one domain at a time: each domain's files share a folder, and its header cache
+        self.files = [DomainFiles(*self.screening.screen(domain)) for domain in self.layout.domains(self.holdout)]
         common = dict(
             load_size=self.load_size,
             crop_size=self.crop_size,
@@ -328,14 +342,15 @@ class _UnpairedDataModule(_TranslationDataModule):
             seed=self.seed,
             min_image_size=self.screening.min_image_size,
         )
-        train = UnpairedFolderDataset(self.splits.train_a, self.splits.train_b, train=True, flip=self.flip, **common)
-        val = UnpairedFolderDataset(self.splits.val_a, self.splits.val_b, train=False, **common)
+        dataset = self.layout.dataset
+        train = dataset(*(domain.train for domain in self.files), train=True, flip=self.flip, **common)
+        val = dataset(*(domain.val for domain in self.files), train=False, **common)
         return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)
 
 
-class UnpairedFolderDataModule(_UnpairedDataModule):
-    """Any two image folders (searched recursively) as domains A and B. `val_a` / `val_b`
-    are optional evaluation folders; a domain without one validates on its holdout."""
+class UnpairedFolderDataModule(UnpairedDataModule):
+    """`data=unpaired_folders`: the `TwoFolders` layout (any two folders; `val_a` / `val_b`
+    optional). Other options: `UnpairedDataModule`."""
 
     def __init__(
         self,
@@ -343,151 +358,44 @@ class UnpairedFolderDataModule(_UnpairedDataModule):
         root_b: str | Path,
         val_a: str | Path | None = None,
         val_b: str | Path | None = None,
-        load_size: int = 286,
-        crop_size: int = 256,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        seed: int = 0,
-        flip: bool = True,
-        holdout: float = 0.1,
-        val_size: int | None = None,
-        min_image_size: int | None = None,
-        scan: bool | str = "auto",
-        on_bad_image: str = "raise",
-        log_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
-            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
-        )
-        self.save_hyperparameters()
         self.root_a, self.root_b = Path(root_a), Path(root_b)
         self.val_a = None if val_a is None else Path(val_a)
         self.val_b = None if val_b is None else Path(val_b)
-
-    def _splits(self) -> DomainSplits:
-        return folder_splits(self.root_a, self.root_b, self.val_a, self.val_b, self.holdout)
+        super().__init__(TwoFolders(self.root_a, self.root_b, self.val_a, self.val_b), **options)
 
 
-class Monet2PhotoDataModule(_UnpairedDataModule):
-    """monet2photo, A = Monet paintings, B = photos. Accepts the CycleGAN layout
-    (`root/trainA`, `trainB`; `testA`, `testB` validate when present) and the Kaggle layout
-    (`root/monet_jpg`, `root/photo_jpg`; validation = holdout)."""
+class Monet2PhotoDataModule(UnpairedDataModule):
+    """`data=monet2photo`: the `Monet2Photo` layout (CycleGAN `trainA/ trainB/ [testA/ testB/]`
+    or Kaggle `monet_jpg/ photo_jpg/` under `root`). Other options: `UnpairedDataModule`."""
 
-    def __init__(
-        self,
-        root: str | Path,
-        load_size: int = 286,
-        crop_size: int = 256,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        seed: int = 0,
-        flip: bool = True,
-        holdout: float = 0.1,
-        val_size: int | None = None,
-        min_image_size: int | None = None,
-        scan: bool | str = "auto",
-        on_bad_image: str = "raise",
-        log_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
-            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
-        )
-        self.save_hyperparameters()
+    def __init__(self, root: str | Path, **options: Any) -> None:
         self.root = Path(root)
-
-    def _splits(self) -> DomainSplits:
-        return monet2photo_splits(self.root, self.holdout)
+        super().__init__(Monet2Photo(self.root), **options)
 
 
-class GTA2CityscapesDataModule(_UnpairedDataModule):
-    """A = GTA5 renderings (`gta_root/images/*.png`, validation = holdout), B = Cityscapes
-    photos (`cityscapes_root/leftImg8bit/train/<city>/*_leftImg8bit.png`, validation on
-    `leftImg8bit/val/`). Both are resized to load_size x load_size, as the reference does."""
+class GTA2CityscapesDataModule(UnpairedDataModule):
+    """`data=gta2cityscapes`: the `GTA2Cityscapes` layout. Both domains are resized to
+    load_size x load_size, as the reference does. Other options: `UnpairedDataModule`."""
 
-    def __init__(
-        self,
-        gta_root: str | Path,
-        cityscapes_root: str | Path,
-        load_size: int = 286,
-        crop_size: int = 256,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        seed: int = 0,
-        flip: bool = True,
-        holdout: float = 0.1,
-        val_size: int | None = None,
-        min_image_size: int | None = None,
-        scan: bool | str = "auto",
-        on_bad_image: str = "raise",
-        log_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
-            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
-        )
-        self.save_hyperparameters()
+    def __init__(self, gta_root: str | Path, cityscapes_root: str | Path, **options: Any) -> None:
         self.gta_root, self.cityscapes_root = Path(gta_root), Path(cityscapes_root)
-
-    def _splits(self) -> DomainSplits:
-        return gta2cityscapes_splits(self.gta_root, self.cityscapes_root, self.holdout)
+        super().__init__(GTA2Cityscapes(self.gta_root, self.cityscapes_root), **options)
 
 
-class ColorizationDataModule(_UnpairedDataModule):
-    """Seed 004's colorization from one folder of colour photos (recursive): A = grayscale
-    photo (input_nc 1, or 3 replicated), B = a different colour photo in training and the
-    photo's own colours in validation (`ColorizationDataset`). Validation = holdout."""
+class ColorizationDataModule(UnpairedDataModule):
+    """`data=colorization` (seed 004): the `PhotoFolder` layout. A = grayscale photo
+    (input_nc 1, or 3 replicated), B = a different colour photo in training and the photo's
+    own colours in validation (`ColorizationDataset`). Validation = holdout."""
 
-    def __init__(
-        self,
-        root: str | Path,
-        load_size: int = 286,
-        crop_size: int = 256,
-        input_nc: int = 1,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        seed: int = 0,
-        flip: bool = True,
-        holdout: float = 0.1,
-        val_size: int | None = None,
-        min_image_size: int | None = None,
-        scan: bool | str = "auto",
-        on_bad_image: str = "raise",
-        log_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            load_size, crop_size, input_nc, output_nc, batch_size, num_workers, seed, flip, holdout, val_size,
-            ImageScreening(crop_size, min_image_size, scan, on_bad_image, log_dir, cache_dir),
-        )
+    def __init__(self, root: str | Path, input_nc: int = 1, output_nc: int = 3, **options: Any) -> None:
         if output_nc != 3:
             raise ValueError(f"colorization targets are colour photos: output_nc must be 3, got {output_nc}")
-        self.save_hyperparameters()
         self.root = Path(root)
-        self.photos: tuple[list[Path], list[Path]] | None = None
+        super().__init__(PhotoFolder(self.root), input_nc=input_nc, output_nc=output_nc, **options)
 
-    def _build(self) -> tuple[Dataset, Dataset]:
-        self.screening.attach(self.trainer)
-        train_files, val_files = self.screening.screen(list(colorization_splits(self.root, self.holdout)))
-        self.photos = train_files, val_files
-        common = dict(
-            load_size=self.load_size,
-            crop_size=self.crop_size,
-            input_nc=self.input_nc,
-            seed=self.seed,
-            min_image_size=self.screening.min_image_size,
-        )
-        train = ColorizationDataset(train_files, train=True, flip=self.flip, **common)
-        val = ColorizationDataset(val_files, train=False, **common)
-        return self.screening.wrap(train), _first(self.screening.wrap(val), self.val_size)
+    @property
+    def photos(self) -> DomainFiles | None:
+        """(training, validation) photos after setup; None before."""
+        return None if self.files is None else self.files[0]

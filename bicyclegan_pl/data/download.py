@@ -38,8 +38,8 @@ DATASETS: tuple[str, ...] = ("edges2shoes", "edges2handbags", "facades", "maps",
 URL_TEMPLATE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 EVAL_SPLITS = ("val", "test")
 
-# The unaligned two-domain sets of pytorch-CycleGAN-and-pix2pix `download_cyclegan_dataset.sh`
-# (REFERENCE_ALGORITHMS.md 3.6). Its test-photo set `ae_photos` is left out: it has no two
+# The unaligned two-domain sets of junyanz/pytorch-CycleGAN-and-pix2pix
+# `datasets/download_cyclegan_dataset.sh`. Its test-photo set `ae_photos` is left out: it has no two
 # training domains for the layout check (trainA/ and trainB/) to accept.
 CYCLEGAN_DATASETS: tuple[str, ...] = (
     "apple2orange",

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bicyclegan_pl.errors import UserError
+
 # how torch.utils.data (`torch._utils.ExceptionWrapper.reraise`) words an exception of a worker
 _WORKER_TEXT = re.compile(r"\ACaught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
@@ -32,7 +34,7 @@ def _original_message(text: str, error_type: type[BaseException]) -> str:
     return text if start < 0 else text[start + len(marker) :].rstrip("\n")
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A problem with the data on disk that the user can fix; the message says how."""
 
     def __init__(self, *args: object) -> None:

@@ -1,4 +1,5 @@
-"""Image files -> 8-bit RGB pictures: the one place the folder datasets decode pixels.
+"""Image files: finding them (`image_files`, by extension) and decoding them to 8-bit RGB
+(`open_rgb`), the one place the folder datasets and the guide command do either.
 
 PIL's `convert("RGB")` is right for 8-bit files (RGB, L, 1, P, CMYK, YCbCr: silent here too)
 but silently wrong for two kinds of files found in real datasets:
@@ -22,6 +23,9 @@ from PIL import Image, UnidentifiedImageError
 from bicyclegan_pl.data.errors import BadImageError
 from bicyclegan_pl.data.notices import warn_once
 
+#: the file name extensions (any case) read as images
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
 #: modes whose values do not fit in 8 bits (scaled by `to_8bit`)
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
@@ -29,6 +33,17 @@ HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError)
 
 FIX = "Replace or delete the file, or set data.on_bad_image=skip to train without it."
+
+
+def image_files(folder: Path | str, recursive: bool = True) -> list[Path]:
+    """The image files (`IMAGE_EXTENSIONS`) in `folder`, and in its subfolders when
+    `recursive` (like pix2pix `make_dataset`), sorted by path. Empty when there are none or the
+    folder does not exist: each caller says what is missing in its own words."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(path for path in candidates if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
 
 
 def to_8bit(picture: Image.Image, path: Path | str) -> Image.Image:

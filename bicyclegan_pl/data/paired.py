@@ -18,10 +18,9 @@ from torch.utils.data import Dataset
 from bicyclegan_pl.data.checks import ImageRules
 from bicyclegan_pl.data.download import DATASETS, download_command
 from bicyclegan_pl.data.errors import DatasetError
-from bicyclegan_pl.data.images import open_rgb
+from bicyclegan_pl.data.images import IMAGE_EXTENSIONS, image_files, open_rgb
 from bicyclegan_pl.data.transforms import paired_transform, to_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 DIRECTIONS = ("AtoB", "BtoA")
 
 
@@ -47,7 +46,7 @@ def find_images(root: Path | str, split: str) -> list[Path]:
         raise DatasetError(
             f"Split folder not found: {folder.resolve()} (subfolders present: {present or 'none'})\n{_how_to_get(root)}"
         )
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(folder)
     if not files:
         raise DatasetError(
             f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder.resolve()}\n{_how_to_get(root)}"

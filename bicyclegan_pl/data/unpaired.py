@@ -40,8 +40,7 @@ from torchvision.transforms.v2 import functional as TF
 from bicyclegan_pl.data.checks import ImageRules
 from bicyclegan_pl.data.download import download_command
 from bicyclegan_pl.data.errors import DatasetError
-from bicyclegan_pl.data.images import open_rgb
-from bicyclegan_pl.data.paired import IMAGE_EXTENSIONS
+from bicyclegan_pl.data.images import IMAGE_EXTENSIONS, image_files, open_rgb
 from bicyclegan_pl.data.resumable import ResumableSampler
 from bicyclegan_pl.data.synthetic import item_generator
 from bicyclegan_pl.data.transforms import paired_transform, to_image
@@ -73,7 +72,7 @@ def list_images(folder: Path | str, how_to_get: str) -> list[Path]:
         raise DatasetError(
             f"Image folder not found: {folder.resolve()} ({_contents(folder.parent)} in {folder.parent})\n{how_to_get}"
         )
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(folder)
     if not files:
         raise DatasetError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder.resolve()}\n{how_to_get}")
     return files

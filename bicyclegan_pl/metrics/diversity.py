@@ -1,4 +1,4 @@
-"""LPIPS diversity by the BicycleGAN protocol (Zhu et al. 2017, Section 5; REFERENCE_ALGORITHMS 1):
+"""LPIPS diversity by the BicycleGAN protocol (Zhu et al. 2017, Section 5; junyanz/BicycleGAN ``README.md``):
 for each input, draw several random z (20), average LPIPS over the consecutive pairs (19),
 then average over inputs (100); reported with its standard error over inputs.
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity

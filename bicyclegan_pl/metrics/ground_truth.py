@@ -2,9 +2,14 @@
 every outline has K equally likely flat-colour fills on a white background.
 
 - Mode coverage: for each input, the fraction of the K appearances among its samples (1/K for a
-  generator that ignores z, 1.0 for one that covers all modes), averaged over inputs; and the
-  KL divergence of the produced appearance distribution from uniform, per input (0 is ideal;
-  log K when every sample has the same appearance).
+  generator that ignores z, 1.0 for one that covers all modes), averaged over inputs; the KL
+  divergence of the produced appearance distribution from uniform, per input (0 is ideal;
+  log K when every sample has the same appearance); and the fraction of samples that show no
+  appearance at all (noise, a black square, a coloured background: ``off_palette``). A sample
+  counts for a mode only when it is recognisably that mode (``recognise_appearance``), so a
+  generator cannot cover modes with garbage.
+- Encoded accuracy: the fraction of inputs whose reconstruction through the encoder,
+  G(A, E(B)), shows the target's own appearance.
 - Structure fidelity: IoU of the generated object mask (pixels far from the white background)
   with the true object mask.
 """
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from bicyclegan_pl.data.appearance import BACKGROUND, classify_appearance
+from bicyclegan_pl.data.appearance import BACKGROUND, recognise_appearance
 
 
 def object_mask(images: Tensor, palette: Tensor, background: Tensor = BACKGROUND) -> Tensor:
@@ -32,7 +37,8 @@ def object_mask(images: Tensor, palette: Tensor, background: Tensor = BACKGROUND
 
 
 class ModeCoverage(Metric):
-    """update(samples (S, N, 3, H, W), masks (N, 1, H, W)); compute() -> (coverage, kl_from_uniform)."""
+    """update(samples (S, N, 3, H, W), masks (N, 1, H, W)); compute() -> (coverage, kl_from_uniform,
+    off_palette). The KL is over an input's recognised samples (log K when none is recognised)."""
 
     full_state_update = False
 
@@ -43,24 +49,34 @@ class ModeCoverage(Metric):
         self.add_state("coverage_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("kl_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_inputs", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("num_off_palette", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("num_samples", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("histogram", default=torch.zeros(self.num_appearances, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, samples: Tensor, masks: Tensor) -> None:
         num_samples, num_inputs = samples.shape[:2]
         repeated_masks = masks.unsqueeze(0).expand(num_samples, *masks.shape).flatten(0, 1)
-        ids = classify_appearance(samples.flatten(0, 1), repeated_masks, self.palette).view(num_samples, num_inputs)
-        counts = F.one_hot(ids, self.num_appearances).sum(dim=0).double()  # (N, K)
-        probabilities = counts / num_samples
-        kl = torch.where(probabilities > 0, probabilities * torch.log(probabilities * self.num_appearances), 0.0)
+        ids = recognise_appearance(samples.flatten(0, 1), repeated_masks, self.palette).view(num_samples, num_inputs)
+        recognised = ids >= 0
+        # one extra class for "no appearance", dropped from the counts
+        counts = F.one_hot(torch.where(recognised, ids, self.num_appearances), self.num_appearances + 1)
+        counts = counts[..., : self.num_appearances].sum(dim=0).double()  # (N, K)
+        totals = counts.sum(dim=1, keepdim=True)
+        probabilities = counts / totals.clamp(min=1)
+        kl = torch.where(probabilities > 0, probabilities * torch.log(probabilities * self.num_appearances), 0.0).sum(dim=1)
+        kl = torch.where(totals.squeeze(1) > 0, kl, math.log(self.num_appearances))
         self.coverage_sum += (counts > 0).double().sum(dim=1).div(self.num_appearances).sum()
-        self.kl_sum += kl.sum(dim=1).sum()
+        self.kl_sum += kl.sum()
         self.num_inputs += num_inputs
+        self.num_off_palette += (~recognised).sum()
+        self.num_samples += ids.numel()
         self.histogram += counts.sum(dim=0).long()
 
-    def compute(self) -> tuple[Tensor, Tensor]:
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
         if self.num_inputs == 0:
             raise RuntimeError("mode coverage: no samples were given")
-        return self.coverage_sum / self.num_inputs, self.kl_sum / self.num_inputs
+        off_palette = self.num_off_palette.double() / self.num_samples
+        return self.coverage_sum / self.num_inputs, self.kl_sum / self.num_inputs, off_palette
 
     @property
     def max_kl(self) -> float:
@@ -93,3 +109,27 @@ class MaskIoU(Metric):
         if self.num_images == 0:
             raise RuntimeError("mask IoU: no images were given")
         return self.iou_sum / self.num_images
+
+
+class EncodedAccuracy(Metric):
+    """update(reconstructions (N, 3, H, W), masks (N, 1, H, W), appearances (N,)); compute() -> the
+    fraction of reconstructions that show their target's appearance (recognised, not just nearest)."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, palette: Tensor, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("palette", palette.detach().clone().float())
+        self.add_state("num_correct", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, reconstructions: Tensor, masks: Tensor, appearances: Tensor) -> None:
+        ids = recognise_appearance(reconstructions, masks, self.palette)
+        self.num_correct += (ids == appearances.to(ids.device)).sum()
+        self.num_images += reconstructions.shape[0]
+
+    def compute(self) -> Tensor:
+        if self.num_images == 0:
+            raise RuntimeError("encoded accuracy: no reconstructions were given")
+        return self.num_correct.double() / self.num_images

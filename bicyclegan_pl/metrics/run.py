@@ -17,6 +17,8 @@ DESCRIPTIONS = {
     "lpips_diversity": ("LPIPS diversity", "mean LPIPS between consecutive random-z samples", "higher"),
     "mode_coverage": ("mode coverage", "fraction of the K true appearances produced per input", "higher (1 = all)"),
     "mode_kl": ("mode KL", "KL divergence of the produced appearances from uniform, per input", "lower (0 = uniform)"),
+    "off_palette": ("off-palette samples", "fraction of samples that show none of the K appearances (noise, wrong colour, coloured background)", "lower (0 = none)"),
+    "encoded_accuracy": ("encoded accuracy", "fraction of inputs whose G(A, E(B)) shows the target's own appearance", "higher (1 = all)"),
     "mask_iou": ("mask IoU", "IoU of the generated object with the true object mask", "higher (1 = exact)"),
     "space_cosine": ("space cosine", "cos(S(x), S(G(x))) in the model's Siamese space, per distinct input", "higher = closer to the input"),
     "travel_cosine": (
@@ -53,7 +55,8 @@ def evaluate_model(
         else:
             single = outputs(batch)
             samples = single.unsqueeze(0).expand(suite.samples_needed, *single.shape)
-        suite.update(batch, samples)
+        reconstructions = model.reconstruct(batch) if suite.wants_reconstructions else None
+        suite.update(batch, samples, reconstructions=reconstructions)
         seen += samples.shape[1]
     progress.close()
     return suite.compute(), seen

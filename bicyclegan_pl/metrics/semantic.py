@@ -7,6 +7,9 @@ translation.
   cos(S(x_i) - S(x_j), S(G(x_i)) - S(G(x_j))), the TraVeL loss's own measure (1 = every
   transformation vector kept). Pairs are taken a block of rows at a time, so a few thousand
   images never materialise N x N x D at once.
+
+The measures themselves are pure functions in ``losses.travel`` (TraVeLGAN logs them in training);
+this module runs them over a held-out set.
 """
 from __future__ import annotations
 
@@ -14,37 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-#: at most this many pair-difference elements per block (about 128 MB in float32 per space)
-_BLOCK_ELEMENTS = 32 * 1024 * 1024
-
-
-def travel_cosine(source: Tensor, translated: Tensor) -> Tensor:
-    """Mean cosine between transformation vectors over all ordered pairs i != j."""
-    count, dims = source.shape[0], source[0].numel()
-    if count < 2:
-        raise ValueError(f"travel_cosine needs at least 2 images, got {count}")
-    source, translated = source.flatten(1).double(), translated.flatten(1).double()
-    rows = max(1, _BLOCK_ELEMENTS // (count * dims))
-    total = source.new_zeros(())
-    for start in range(0, count, rows):
-        block = slice(start, min(start + rows, count))
-        v_x = source[block, None] - source[None]  # [i, j] = S_i - S_j
-        v_g = translated[block, None] - translated[None]
-        cosine = F.cosine_similarity(v_x, v_g, dim=-1, eps=1e-8)
-        # the diagonal (i == j) is 0 - 0: cos = 0 by the eps convention; leave it out of the mean
-        total = total + cosine.sum() - cosine.diagonal(offset=start).sum()
-    return (total / (count * (count - 1))).float()
-
-
-def semantic_preservation(source: Tensor, translated: Tensor) -> dict[str, Tensor]:
-    return {
-        "space_cosine": F.cosine_similarity(source.flatten(1), translated.flatten(1), dim=1).mean(),
-        "travel_cosine": travel_cosine(source, translated),
-    }
+from bicyclegan_pl.losses.travel import semantic_preservation
 
 
 @torch.no_grad()

@@ -4,7 +4,8 @@ callback and ``python -m bicyclegan_pl.evaluate``.
 Per batch it takes the real targets and S generated samples per input, (S, N, C, H, W), and
 feeds: FID/KID (real targets vs the first ``fid_samples_per_input`` samples), IS (those samples),
 LPIPS diversity (all S samples of the first ``diversity_inputs`` inputs) and, for the synthetic
-data (batches with a "mask" and a known palette), mode coverage and mask IoU (all samples).
+data (batches with a "mask" and a known palette), mode coverage, off-palette samples and mask IoU
+(all samples) and, given the encoded reconstructions G(A, E(B)), the encoded accuracy.
 Every metric is a torchmetrics ``Metric``, so states reduce across DDP ranks at ``compute()``.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bicyclegan_pl.metrics.distribution import (
 )
 from bicyclegan_pl.metrics.diversity import LPIPSDiversity
 from bicyclegan_pl.metrics.features import FeatureExtractor
-from bicyclegan_pl.metrics.ground_truth import MaskIoU, ModeCoverage
+from bicyclegan_pl.metrics.ground_truth import EncodedAccuracy, MaskIoU, ModeCoverage
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 
 # keys of a data config that change how data is loaded, not which images are loaded
@@ -97,6 +98,7 @@ class EvaluationSuite(nn.Module):
         self.diversity = LPIPSDiversity(lpips_network) if lpips_network is not None and samples_per_input >= 2 else None
         self.mode_coverage: ModeCoverage | None = None
         self.mask_iou: MaskIoU | None = None
+        self.encoded_accuracy: EncodedAccuracy | None = None
         self.has_real = False
         self.real_key = "B"  # the batch key of the real images (prepare(real_key=...))
         self._cache_path: Path | None = None
@@ -131,16 +133,20 @@ class EvaluationSuite(nn.Module):
         rank: int = 0,
         world_size: int = 1,
         real_key: str = "B",
+        encoded: bool = False,
     ) -> None:
         """Before the first update: ground truth (synthetic data) and the real-statistics cache.
 
         ``real_key``: the batch key of the real images the outputs are compared with ("A" for
-        a B -> A direction). Under DDP, cached real statistics are shared out so that the
-        reduction restores them."""
+        a B -> A direction). ``encoded``: ``update`` will get the encoded reconstructions (a system
+        with an encoder), measured against the ground truth. Under DDP, cached real statistics are
+        shared out so that the reduction restores them."""
         self.real_key = real_key
         if palette is not None and self.use_ground_truth and self.mode_coverage is None:
             self.mode_coverage = ModeCoverage(palette).to(self._device_anchor.device)
             self.mask_iou = MaskIoU(palette).to(self._device_anchor.device)
+            if encoded:
+                self.encoded_accuracy = EncodedAccuracy(palette).to(self._device_anchor.device)
         self._diversity_quota = math.ceil(self.diversity_inputs / world_size)
         if self.distribution is None or self.has_real:
             return
@@ -153,6 +159,12 @@ class EvaluationSuite(nn.Module):
                 self.has_real = True
 
     @property
+    def wants_reconstructions(self) -> bool:
+        """Whether ``update`` needs the encoded reconstructions (``prepare(encoded=True)`` on data
+        with ground truth)."""
+        return self.encoded_accuracy is not None
+
+    @property
     def samples_needed(self) -> int:
         """How many samples per input the next batch needs."""
         needs_all = self.mode_coverage is not None or (
@@ -162,9 +174,12 @@ class EvaluationSuite(nn.Module):
 
     # ---- accumulation ------------------------------------------------------------------------
     @torch.no_grad()
-    def update(self, batch: Mapping[str, Any], samples: Tensor, real_key: str | None = None) -> None:
+    def update(
+        self, batch: Mapping[str, Any], samples: Tensor, real_key: str | None = None, reconstructions: Tensor | None = None
+    ) -> None:
         """samples: (S, N, C, H, W), S >= samples_needed, in [-1, 1]; batch[real_key] (default: the
-        one given to ``prepare``): (N, C, H, W)."""
+        one given to ``prepare``): (N, C, H, W); reconstructions: (N, C, H, W), G(A, E(B)) of a
+        system with an encoder (``prepare(encoded=True)``)."""
         real_key = real_key or self.real_key
         if self.distribution is not None:
             if not self.has_real:
@@ -180,6 +195,10 @@ class EvaluationSuite(nn.Module):
             masks = batch["mask"].to(samples.device)
             self.mode_coverage.update(samples, masks)
             self.mask_iou.update(samples.flatten(0, 1), masks.repeat(samples.shape[0], 1, 1, 1))
+            if self.encoded_accuracy is not None:
+                if reconstructions is None:
+                    raise ValueError("prepare(encoded=True) needs update(..., reconstructions=...)")
+                self.encoded_accuracy.update(reconstructions.to(samples.device), masks, batch["appearance"])
 
     # ---- results -----------------------------------------------------------------------------
     def compute(self, rank: int = 0) -> dict[str, float]:
@@ -199,9 +218,12 @@ class EvaluationSuite(nn.Module):
             mean, stderr = self.diversity.compute()
             results["lpips_diversity"], results["lpips_diversity_stderr"] = float(mean), float(stderr)
         if self.mode_coverage is not None:
-            coverage, kl = self.mode_coverage.compute()
+            coverage, kl, off_palette = self.mode_coverage.compute()
             results["mode_coverage"], results["mode_kl"] = float(coverage), float(kl)
+            results["off_palette"] = float(off_palette)
             results["mask_iou"] = float(self.mask_iou.compute())
+            if self.encoded_accuracy is not None:
+                results["encoded_accuracy"] = float(self.encoded_accuracy.compute())
         return results
 
     def metric_names(self) -> list[str]:
@@ -215,12 +237,13 @@ class EvaluationSuite(nn.Module):
         if self.diversity is not None and self.diversity_inputs > 0:
             names += ["lpips_diversity", "lpips_diversity_stderr"]
         if self.use_ground_truth:
-            names += ["mode_coverage", "mode_kl", "mask_iou"]
+            names += ["mode_coverage", "mode_kl", "off_palette", "mask_iou"]
+            names += ["encoded_accuracy"] if self.encoded_accuracy is not None else []
         return names
 
     def reset(self) -> None:
         """Forget generated samples; real statistics stay."""
-        for metric in (self.distribution, self.diversity, self.mode_coverage, self.mask_iou):
+        for metric in (self.distribution, self.diversity, self.mode_coverage, self.mask_iou, self.encoded_accuracy):
             if metric is not None:
                 metric.reset()
         self._diversity_seen = 0

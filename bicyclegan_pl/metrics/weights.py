@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from bicyclegan_pl.errors import UserError
 
-class WeightsNotFoundError(FileNotFoundError):
+
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """A pretrained weight file is missing and could not be downloaded (a user-fixable setup error)."""
 
 

@@ -3,75 +3,37 @@
 A system (BicycleGAN, CycleGAN, ...) declares its nets, one optimiser per named group, its
 forward results and its loss terms; this class turns the configured schedule into optimiser
 steps, owns the iteration counter and the per-iteration random draws, and implements the
-fast-path switches (channels_last, torch.compile) and the learning-rate policy.
+fast-path switches (channels_last, torch.compile) and the learning-rate schedulers.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bicyclegan_pl.distributed import ManualSyncDDPStrategy, all_ranks_true, average_gradients, is_distributed
-from bicyclegan_pl.schedule import ForwardResults, ResultSpec, ScheduleEngine, SkipMonitor, parse_schedule
-
-
-def iteration_seed(seed: int, rank: int, iteration: int) -> int:
-    """A well-mixed 63-bit seed for one iteration of one rank.
-
-    Every random draw of an iteration (latent codes, dropout masks) is a pure function of
-    (seed, rank, iteration): resuming reproduces an uninterrupted run, and ranks differ.
-    """
-    return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
-
-
-@contextmanager
-def iteration_rng(seed: int, rank: int, iteration: int, device: torch.device) -> Iterator[torch.Generator]:
-    """Seed the global RNGs (dropout) for one iteration and restore them afterwards.
-
-    Yields a CPU generator for the explicit draws (z, eps), so they do not depend on how many
-    numbers dropout consumed and are the same on CPU and GPU.
-    """
-    value = iteration_seed(seed, rank, iteration)
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(value)
-        yield torch.Generator().manual_seed(value ^ 0x5DEECE66D)
-
-
-def linear_decay_lambda(n_epochs: int, n_epochs_decay: int, epoch_count: int = 1) -> Callable[[int], float]:
-    """junyanz 'linear' policy: constant for n_epochs, then linearly to ~0 over n_epochs_decay."""
-
-    def factor(epoch: int) -> float:
-        return 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1)
-
-    return factor
-
-
-def stages_lambda(stages: Sequence[Sequence[float]]) -> Callable[[int], float]:
-    """Piecewise-constant factors: ``[[epochs, factor], ...]``, the last factor held afterwards
-    (CLIPTraVeLGAN's notebook: 2e-4 for 7 epochs, 1e-4 for 5, 3e-5 for 2 = factors 1, 0.5, 0.15)."""
-    if not stages or any(len(stage) != 2 or stage[0] < 1 for stage in stages):
-        raise ValueError(f"model.lr_scheduler.stages must be a list of [epochs >= 1, factor] pairs, got {stages!r}")
-    boundaries = np.cumsum([int(epochs) for epochs, _ in stages])
-    factors = [float(factor) for _, factor in stages]
-
-    def factor(epoch: int) -> float:
-        return factors[min(int(np.searchsorted(boundaries, epoch, side="right")), len(factors) - 1)]
-
-    return factor
+from bicyclegan_pl.runtime.distributed import ManualSyncDDPStrategy, all_ranks_true, average_gradients, is_distributed
+from bicyclegan_pl.runtime.lr_schedulers import SchedulerFactory, check_factory, make_scheduler
+from bicyclegan_pl.runtime.rng import iteration_rng
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleEngine, SkipMonitor, parse_schedule
 
 
 class ScheduledTranslationModule(L.LightningModule):
-    """Manual optimisation through :mod:`bicyclegan_pl.schedule`; subclasses define the system."""
+    """Manual optimisation through :mod:`bicyclegan_pl.runtime.schedule`; subclasses define the system."""
 
     #: terms shown in the progress bar (the rest go to the loggers only)
     progress_bar_terms: tuple[str, ...] = ()
+    #: one output per input, no random code (CycleGAN, TraVeLGAN): ``evaluate`` skips LPIPS diversity
+    deterministic: bool = False
+    #: translates inside a Siamese space (TraVeLGAN, CLIPTraVeLGAN): ``evaluate`` then also measures
+    #: semantic preservation through :meth:`semantic_embeddings`
+    has_semantic_space: bool = False
+    #: encodes targets into its latent code (BicycleGAN's E): the metrics then also judge
+    #: :meth:`reconstruct`, G(A, E(B)), against the ground truth
+    has_encoder: bool = False
 
     def __init__(
         self,
@@ -80,7 +42,7 @@ class ScheduledTranslationModule(L.LightningModule):
         loss_weights: Mapping[str, float],
         optimizer: Callable[..., torch.optim.Optimizer],
         lr: Mapping[str, float] | None = None,
-        lr_scheduler: Mapping[str, Any] | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
         seed: int = 0,
         on_nonfinite: str = "raise",
         max_consecutive_skips: int | None = 100,
@@ -96,7 +58,8 @@ class ScheduledTranslationModule(L.LightningModule):
         self.loss_weights = {k: float(v) for k, v in loss_weights.items()}
         self.optimizer_factory = optimizer
         self.learning_rates = dict(lr or {})
-        self.lr_scheduler_config = dict(lr_scheduler) if lr_scheduler else None
+        #: optimiser -> its LR scheduler (``model.lr_scheduler``, a partial), stepped once per epoch; None: constant
+        self.lr_scheduler_factory = check_factory(lr_scheduler)
         self.seed = int(seed)
         self.on_nonfinite = on_nonfinite
         #: under on_nonfinite=skip: warns once per term and epoch, summarises each epoch, stops a run that never recovers
@@ -122,14 +85,66 @@ class ScheduledTranslationModule(L.LightningModule):
     def loss_terms(self) -> dict[str, Callable[[ForwardResults], Tensor]]:
         raise NotImplementedError
 
-    def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
-        """(S, N, C, H, W) generated outputs for the inputs of ``batch``, for evaluation metrics;
-        random draws come from ``generator``. Deterministic systems repeat their one output."""
-        raise NotImplementedError
-
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
         """Split the batch and make every random draw of the iteration; returns the inputs."""
         raise NotImplementedError
+
+    # ---- what entry points and callbacks ask of a system -------------------------------------
+    # ``evaluate``, ``guide``, the sample-grid and the metrics callbacks call these (and the
+    # attributes ``deterministic``, ``has_semantic_space``, ``run_config``) and nothing else; a
+    # system overrides what applies to it, the defaults describe a one-way translator A -> B.
+    def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
+        """(S, N, C, H, W) generated outputs for the inputs of ``batch``, for evaluation metrics;
+        random draws come from ``generator``. Deterministic systems repeat their one output.
+        Every system defines it (no default)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define sample_outputs")
+
+    def sample_columns(
+        self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator
+    ) -> list[tuple[str, Tensor]]:
+        """Titled (N, C, H, W) columns of a sample grid whose rows are the inputs of ``batch``: drawn
+        by the sample-grid callback after validation and by ``evaluate`` as samples.png.
+
+        Default: input, target, then ``num_samples`` outputs of :meth:`sample_outputs` (one for a
+        deterministic system), the draws from ``generator``.
+        """
+        outputs = self.sample_outputs(batch, 1 if self.deterministic else num_samples, generator)
+        columns = [("input", batch["A"].to(self.device)), ("target", batch["B"].to(self.device))]
+        if self.deterministic:
+            return [*columns, ("output", outputs[0])]
+        return [*columns, *((f"sample {index + 1}", output) for index, output in enumerate(outputs))]
+
+    def evaluation_directions(self) -> dict[str, tuple[Callable[[Mapping[str, Tensor]], Tensor] | None, str]]:
+        """The translation directions ``evaluate`` judges, one pass each: name -> (outputs, real key).
+
+        ``outputs(batch)`` gives one (N, C, H, W) output per input; None means :meth:`sample_outputs`
+        with as many random draws as the metrics need. The real key names the batch images the
+        outputs are compared with. A name prefixes the metric keys (``AtoB/fid``); the default, one
+        unnamed direction A -> B through :meth:`sample_outputs` compared with B, keeps them bare.
+        """
+        return {"": (None, "B")}
+
+    def semantic_embeddings(self, real_A: Tensor) -> tuple[Tensor, Tensor]:
+        """(S(x), S(G(x))) of inputs ``real_A`` in the system's Siamese space, what
+        ``metrics.semantic`` measures preservation in. Only where :attr:`has_semantic_space`."""
+        raise NotImplementedError(f"{type(self).__name__} has no Siamese space (has_semantic_space is False)")
+
+    def reconstruct(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """(N, C, H, W): each target of ``batch`` rebuilt from its input and its own latent code,
+        G(A, E(B)) with E's mean. Only where :attr:`has_encoder`."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder (has_encoder is False)")
+
+    @property
+    def latent_size(self) -> int | None:
+        """Length of the latent code z that varies the outputs for one input (BicycleGAN's nz), or
+        None for a system without one. CLIP guidance (``guide``) searches this code with
+        :meth:`generate`, so it refuses a system whose latent_size is None."""
+        return None
+
+    def generate(self, real_A: Tensor, z: Tensor) -> Tensor:
+        """Outputs for inputs ``real_A`` (N, C, H, W) and codes ``z`` (N, latent_size), differentiable
+        in ``z`` (guidance ascends a CLIP score by gradient steps on z). Only where latent_size is set."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent code (latent_size is None)")
 
     # ---- engine ------------------------------------------------------------------------------
     @property
@@ -206,22 +221,9 @@ class ScheduledTranslationModule(L.LightningModule):
             # the group name makes LearningRateMonitor log lr-Adam/G, lr-Adam/E, ...
             optimizer = self.optimizer_factory([{"params": list(module.parameters()), "name": name}], **kwargs)
             optimizers.append(optimizer)
-            if self.lr_scheduler_config:
-                schedulers.append(self._make_scheduler(optimizer))
+            if self.lr_scheduler_factory is not None:
+                schedulers.append(make_scheduler(self.lr_scheduler_factory, optimizer, name))
         return optimizers, schedulers
-
-    def _make_scheduler(self, optimizer: torch.optim.Optimizer):
-        config = dict(self.lr_scheduler_config)
-        policy = config.pop("policy", "linear")
-        if policy == "linear":
-            return torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay_lambda(**config))
-        if policy == "stages":
-            return torch.optim.lr_scheduler.LambdaLR(optimizer, stages_lambda(**config))
-        if policy == "step":
-            return torch.optim.lr_scheduler.StepLR(optimizer, **config)
-        if policy == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **config)
-        raise ValueError(f"unknown model.lr_scheduler.policy {policy!r}; choose linear, stages, step or cosine")
 
     def to_memory_format(self, tensor: Tensor) -> Tensor:
         if self.use_channels_last and tensor.dim() == 4:

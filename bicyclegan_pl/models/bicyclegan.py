@@ -1,7 +1,7 @@
 """BicycleGAN (Zhu et al. 2017): cVAE-GAN + cLR-GAN with one generator, an encoder and two discriminators.
 
 Forward results and loss terms follow junyanz/BicycleGAN ``models/bicycle_gan_model.py``
-(REFERENCE_ALGORITHMS.md 1.3-1.4); the order in which they are backpropagated and which
+(``forward``, ``backward_EG``, ``backward_D``); the order in which they are backpropagated and which
 optimisers step when is the schedule (``model.schedule``), so the seed reports' order and
 loss-grouping ablations are configs, not code.
 
@@ -27,13 +27,14 @@ from bicyclegan_pl.losses import (
 )
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 from bicyclegan_pl.nets.init import init_weights
-from bicyclegan_pl.schedule import ForwardResults, ResultSpec
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec
 
 NetFactory = Callable[..., nn.Module]
 
 
 class BicycleGAN(ScheduledTranslationModule):
     progress_bar_terms = ("vae_l1", "clr_latent", "d_vae", "d_clr")
+    has_encoder = True
 
     def __init__(
         self,
@@ -183,9 +184,22 @@ class BicycleGAN(ScheduledTranslationModule):
         mu, _ = self.encoder(self.to_memory_format(real_B))
         return mu
 
+    @property
+    def latent_size(self) -> int:
+        return self.nz
+
+    def generate(self, real_A: Tensor, z: Tensor) -> Tensor:
+        """G(A, z), differentiable in z: what CLIP guidance searches."""
+        return self.generator(self.to_memory_format(real_A), z.to(real_A))
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Mapping[str, Tensor]) -> Tensor:
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        return self.translate(real_A, self.encode(real_B))
+
     @torch.no_grad()
     def translate(self, real_A: Tensor, z: Tensor) -> Tensor:
-        return self.generator(self.to_memory_format(real_A), z.to(real_A))
+        return self.generate(real_A, z)
 
     @torch.no_grad()
     def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
@@ -204,7 +218,7 @@ class BicycleGAN(ScheduledTranslationModule):
         so a column shows what one z does across inputs.
         """
         real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
-        columns = [("input", real_A), ("ground truth", real_B), ("encoded", self.translate(real_A, self.encode(real_B)))]
+        columns = [("input", real_A), ("ground truth", real_B), ("encoded", self.reconstruct(batch))]
         for index in range(num_samples):
             z = torch.randn(1, self.nz, generator=generator).expand(real_A.shape[0], -1).to(self.device)
             columns.append((f"z{index + 1}", self.translate(real_A, z)))

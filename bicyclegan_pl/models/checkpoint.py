@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The checkpoint file is missing or is not a bicyclegan_pl training checkpoint."""
 
 
@@ -35,7 +36,9 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(path: str | Path) -> tuple[ScheduledTranslationModule, dict[str, Any]]:
     """The LightningModule of a checkpoint, weights loaded, in eval mode on the CPU; and the checkpoint."""
     checkpoint = load_checkpoint_file(path)
-    model = instantiate(checkpoint["run_config"]["model"], _convert_="all")
+    # no LR scheduler: evaluation steps no optimiser (and a checkpoint written before
+    # model.lr_scheduler became a _target_ still loads)
+    model = instantiate(checkpoint["run_config"]["model"], lr_scheduler=None, _convert_="all")
     model.load_state_dict(checkpoint["state_dict"])
     model.run_config = checkpoint["run_config"]
     model.iteration = int(checkpoint.get("iteration", 0))

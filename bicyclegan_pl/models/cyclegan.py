@@ -1,5 +1,5 @@
 """CycleGAN (Zhu et al. 2017) as the authors' implementation (junyanz/pytorch-CycleGAN-and-pix2pix
-``models/cycle_gan_model.py``, REFERENCE_ALGORITHMS.md section 3), on the shared schedule engine.
+``models/cycle_gan_model.py``), on the shared schedule engine.
 
 Names follow the reference: G_A maps A -> B (the paper's G), G_B maps B -> A (F); D_A judges the
 B domain (D_Y), D_B the A domain (D_X). The reference's two optimisers (chain(G_A, G_B) and
@@ -22,7 +22,7 @@ from bicyclegan_pl.losses import discriminator_adversarial_loss, generator_adver
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 from bicyclegan_pl.models.image_pool import ImagePool
 from bicyclegan_pl.nets.init import init_weights
-from bicyclegan_pl.schedule import ForwardResults, ResultSpec
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec
 
 NetFactory = Callable[..., nn.Module]
 

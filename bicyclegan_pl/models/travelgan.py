@@ -1,6 +1,8 @@
 """TraVeLGAN (Amodio & Krishnaswamy 2019) and CLIPTraVeLGAN (seed 002): one-sided unpaired
 translation A -> B whose generator keeps the transformation vectors between images of a batch
-in a Siamese space S (REFERENCE_ALGORITHMS.md 4 and 5), on the shared schedule engine.
+in a Siamese space S (KrishnaswamyLab/travelgan ``travelgan.py``; CLIPTraVeLGAN: Bodyanskiy et al.,
+COLINS 2023, and their Kaggle notebook unfriendlyai/cliptravelgan-monet-article-implementation),
+on the shared schedule engine.
 
 The Siamese space is a constructor argument (``model/siamese``):
 - ``clip``: a frozen CLIP vision encoder (CLIPTraVeLGAN); ``clip_random`` its random-weight ablation;
@@ -21,11 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from bicyclegan_pl.losses import discriminator_adversarial_loss, generator_adversarial_loss
-from bicyclegan_pl.losses.travel import siamese_margin_loss, travel_loss
-from bicyclegan_pl.metrics.semantic import semantic_preservation
+from bicyclegan_pl.losses.travel import semantic_preservation, siamese_margin_loss, travel_loss
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 from bicyclegan_pl.nets.init import init_weights
-from bicyclegan_pl.schedule import ForwardResults, ResultSpec
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec
 
 NetFactory = Callable[..., nn.Module]
 
@@ -33,6 +34,8 @@ NetFactory = Callable[..., nn.Module]
 class TravelGAN(ScheduledTranslationModule):
     #: one output per input (evaluate skips LPIPS diversity)
     deterministic = True
+    #: evaluate measures how much of the input survives in the Siamese space
+    has_semantic_space = True
     progress_bar_terms = ("gan", "travel", "margin", "d")
 
     def __init__(

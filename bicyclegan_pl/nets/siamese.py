@@ -1,9 +1,8 @@
-"""TraVeLGAN's networks (KrishnaswamyLab/travelgan ``travelgan.py``, REFERENCE_ALGORITHMS.md 4.2):
+"""TraVeLGAN's networks (KrishnaswamyLab/travelgan ``travelgan.py``):
 the learned Siamese network and the global (non-patch) discriminator. Kernel 4, stride 2,
 padding 1 convolutions, LeakyReLU 0.2, BatchNorm after every conv but the first."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 

@@ -1,4 +1,4 @@
-"""The training-schedule engine shared by every system (DESIGN.md section 3).
+"""The training-schedule engine shared by every system (README.md, "The training order is data").
 
 What the seed reports ablate most is the ORDER in which optimisers step and how loss terms
 are grouped into backward passes. A schedule is therefore data: an ordered list of phases,
@@ -6,7 +6,7 @@ each naming the optimisers it steps and the backward passes (groups of loss term
 produce their gradients. This module parses that data and executes it against a *host*
 (the LightningModule), which owns the nets, the optimisers and the loss terms.
 
-Guarantees (tested in tests/test_schedule.py and tests/test_bicyclegan_schedule.py):
+Guarantees (tested in tests/test_schedule.py and tests/test_bicyclegan_reference.py):
 - a backward pass accumulates gradient only into the parameters of its ``into`` optimisers
   (default: the ones the phase steps), via ``backward(inputs=...)``, so no parameter's
   ``requires_grad`` is ever toggled (that is unsafe under ``torch.compile``);
@@ -26,13 +26,19 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from bicyclegan_pl.errors import UserError
 
-class ScheduleError(ValueError):
+
+class ScheduleError(UserError, ValueError):
     """A schedule or loss-weight configuration that cannot run; the message says what to change."""
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite (or kept being so under ``model.on_nonfinite=skip``)."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """A loss term became NaN or infinite (or kept being so under ``model.on_nonfinite=skip``).
+
+    A user error: the run diverged with the settings it was given, and the message names the
+    settings that fix it (learning rate, the term's weight, gradient clipping,
+    ``model.on_nonfinite=skip``), so the entry point prints it without a traceback."""
 
 
 @dataclass(frozen=True)

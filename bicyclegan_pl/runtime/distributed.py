@@ -3,7 +3,7 @@
 Lightning's DDP wraps the whole LightningModule in one ``DistributedDataParallel``. Its reducer
 expects every parameter that a backward pass can reach to receive a gradient, which GAN
 schedules violate on purpose (a generator phase backpropagates *through* the discriminator
-without updating it; see LIGHTNING_HYDRA_PITFALLS B1). So this strategy sets up the process
+without updating it; Lightning-AI/pytorch-lightning#20328, #20866). So this strategy sets up the process
 group like ``ddp`` but does not wrap the module: the schedule engine averages the gradients of
 exactly the optimiser it is about to step (:func:`average_gradients`).
 """
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 
@@ -23,7 +22,7 @@ class ManualSyncDDPStrategy(DDPStrategy):
     strategy_name = "ddp_manual_sync"
 
     def configure_ddp(self) -> None:
-        _sync_module_states(self.model)
+        broadcast_module_states(self.model)
 
     @classmethod
     def register_strategies(cls, strategy_registry: StrategyRegistry) -> None:
@@ -41,6 +40,17 @@ if ManualSyncDDPStrategy.strategy_name not in StrategyRegistry:
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def broadcast_module_states(module: torch.nn.Module, source: int = 0) -> None:
+    """Copy rank ``source``'s parameters and buffers to every rank, as the constructor of
+    ``DistributedDataParallel`` does. One broadcast per tensor, once per fit: torch's bucketed
+    helper for it (``torch.distributed.utils._sync_module_states``) is private."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in (*module.parameters(), *module.buffers()):
+            dist.broadcast(tensor, source)
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
