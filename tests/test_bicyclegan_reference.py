@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from bicyclegan_pl.runtime.rng import iteration_rng
 from tests.helpers import build_model, clone, cpu_trainer, loader, random_batches

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from bicyclegan_pl.models.image_pool import ImagePool
-from bicyclegan_pl.runtime.rng import iteration_rng
 from tests.cli import run_train
 from tests.helpers import SMALL_CYCLEGAN, StepRecorder, build_model, clone, cpu_trainer, loader, random_batches
 from tests.metric_fixtures import MeanAbsoluteDistance

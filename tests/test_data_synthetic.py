@@ -312,7 +312,7 @@ def test_configs_instantiate_the_datamodules(name):
         assert key in data
     datamodule = instantiate(data)
     datamodule.setup("fit")
-    assert len(datamodule.train_set) == 2000 and len(datamodule.val_set) == 64
+    assert len(datamodule.train_set) == data.train_size and len(datamodule.val_set) == data.val_size
     # batches as the models built from the same keys expect them
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["A"].shape == (data.batch_size, data.input_nc, data.crop_size, data.crop_size)

@@ -122,11 +122,11 @@ def _tiny_paired_folder(root):
 def test_evaluate_refuses_a_data_group_whose_defaults_differ_from_training(trained_run, tmp_path):
     checkpoint = trained_run / "checkpoints" / "last.ckpt"  # trained on synthetic data at 32 px
     result = run_train(
-        f"ckpt={checkpoint}", "data=synthetic", *FAST_METRICS, f"out_dir={tmp_path / 'out'}",
+        f"ckpt={checkpoint}", "data=edges2shoes", *FAST_METRICS, f"out_dir={tmp_path / 'out'}",
         module="bicyclegan_pl.evaluate",
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "crop_size (64 here, 32 in training). Pass data.crop_size=32 to evaluate as trained" in result.stderr
+    assert "crop_size (256 here, 32 in training)" in result.stderr and "Pass data.crop_size=32" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "metrics.json").exists()
 
 
