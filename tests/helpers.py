@@ -26,6 +26,12 @@ TINY_NETS = [
     "model.discriminator.n_layers=2",  # 3 layers need >= 64 px for the second (half-size) scale
     "data.crop_size=32",
 ]
+#: the discriminators step every third iteration (1, 4, 7): the resume at iteration 4 falls inside a period
+LAZY_DISCRIMINATORS = (
+    "model.schedule=[{name: generator_encoder, step: [E, G], backward: [{terms: [vae_gan, clr_gan, vae_l1, kl]},"
+    " {terms: [clr_latent], into: [G]}]}, {name: discriminators, every: 3, offset: 1, step: [D_vae, D_clr],"
+    " backward: [{terms: [d_vae, d_clr]}]}]"
+)
 #: a CycleGAN of narrow nets on the embedded unpaired data at 32 px (pass tiny=False with it)
 SMALL_CYCLEGAN = (
     "model=cyclegan",

@@ -196,3 +196,26 @@ def test_alternating_order_steps_each_generator_then_the_discriminator_that_judg
     for name, net in model.optimizer_groups().items():
         assert any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items()), f"{name} did not move"
     assert [int(o.state_dict()["state"][0]["step"]) for o in model.trainer.optimizers] == [2, 2, 2, 2]
+
+
+def test_k_discriminator_steps_per_generator_step_each_on_its_own_minibatch():
+    """Seed 004's Algorithm 2 with k = 2: D_X and D_Y step on iterations 0 and 1, G and F on 2;
+    a generator iteration computes no discriminator loss and a discriminator iteration no
+    generator gradient."""
+    torch.manual_seed(0)
+    model, _ = build_model("+experiment=cyclegan_k_discriminator_steps", *SMALL_CYCLEGAN[2:], tiny=False)
+    computed: list[tuple[int, str]] = []
+    terms = model.loss_terms()
+    model.loss_terms = lambda: {
+        name: (lambda r, n=name, f=fn: computed.append((model.iteration, n)) or f(r)) for name, fn in terms.items()
+    }
+    recorder = StepRecorder()
+    batches = random_batches(6, 2, size=32, input_nc=3)
+    cpu_trainer(limit_train_batches=6, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
+    assert recorder.order == ["D_A", "D_B", "D_A", "D_B", "G_A", "G_B"] * 2
+    assert [int(o.state_dict()["state"][0]["step"]) for o in model.trainer.optimizers] == [2, 2, 4, 4]
+    by_iteration = {i: {n for j, n in computed if j == i} for i in range(6)}
+    for iteration in (0, 1, 3, 4):
+        assert by_iteration[iteration] == {"d_A", "d_B"}
+    for iteration in (2, 5):
+        assert "d_A" not in by_iteration[iteration] and {"gan_A", "cycle_A"} <= by_iteration[iteration]

@@ -4,13 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from hydra.utils import instantiate
 
 from bicyclegan_pl.data.datamodules import SyntheticPairedDataModule
 from bicyclegan_pl.models.bicyclegan import BicycleGAN
 from bicyclegan_pl.runtime.distributed import ManualSyncDDPStrategy
-from tests.helpers import compose_config
+from tests.helpers import LAZY_DISCRIMINATORS, compose_config
 
 
 class RecordingBicycleGAN(BicycleGAN):
@@ -36,8 +37,11 @@ class SaveRankState(L.Callback):
         )
 
 
-def test_ddp_two_cpu_processes_keep_ranks_in_sync(tmp_path):
-    cfg = compose_config("+experiment=bicycle_reference", "model._target_=tests.test_ddp.RecordingBicycleGAN")
+@pytest.mark.parametrize("overrides", [(), (LAZY_DISCRIMINATORS,)], ids=["reference", "every_3"])
+def test_ddp_two_cpu_processes_keep_ranks_in_sync(tmp_path, overrides):
+    cfg = compose_config(
+        "+experiment=bicycle_reference", "model._target_=tests.test_ddp.RecordingBicycleGAN", *overrides
+    )
     torch.manual_seed(0)
     model = instantiate(cfg.model, _convert_="all")
     initial = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])

@@ -88,6 +88,8 @@ def test_gradient_clipping_through_lightning_clips_every_stepped_optimiser(monke
 
 @pytest.mark.parametrize("mode", ["lsgan", "vanilla", "hinge", "wgangp"])
 def test_every_gan_mode_trains(mode):
-    model, _ = build_model(f"model.gan_mode={mode}")
+    # wgangp needs its gradient penalty (refused without it: tests/test_gradient_penalty.py)
+    penalty = ("model.loss_weights.d_vae_gp=10", "model.loss_weights.d_clr_gp=10") if mode == "wgangp" else ()
+    model, _ = build_model(f"model.gan_mode={mode}", *penalty)
     _train(model, iterations=1)
     assert model.iteration == 1 and all(torch.isfinite(p).all() for p in model.parameters())

@@ -79,3 +79,42 @@ def test_bad_scheduler_arguments_name_the_key_and_the_optimiser():
     model, _ = build_model("model/lr_scheduler=step", "+model.lr_scheduler.no_such_argument=1", "model.lr_scheduler.step_size=1")
     with pytest.raises(LRSchedulerError, match=r"model\.lr_scheduler cannot make a scheduler for optimiser G: TypeError"):
         model.configure_optimizers()
+
+
+class StepRates(L.Callback):
+    """The learning rate of every optimiser step of a fit, in order: (optimiser name, lr)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_pre_hook(
+                lambda o, args, kwargs: self.steps.append((o.param_groups[0]["name"], o.param_groups[0]["lr"]))
+            )
+
+
+def test_interval_step_counts_each_optimisers_own_steps():
+    """`interval: step`: a scheduler steps after each iteration in which its optimiser stepped, so
+    with the discriminators' phase on every second iteration (every: 2) they move through the
+    stages at half the generator's pace; the epoch end (4 iterations here) does not step them."""
+    model, _ = build_model(
+        "+model.schedule.1.every=2", "model/lr_scheduler=stages", "model.lr_scheduler.interval=step",
+        "model.lr_scheduler.stages=[[1,1.0],[1,0.5],[1,0.25]]",
+    )
+    recorder = StepRates()
+    trainer = cpu_trainer(max_epochs=2, callbacks=[recorder])
+    trainer.fit(model, train_dataloaders=loader(random_batches(4, 2)))
+    by_name = {name: [lr for stepped, lr in recorder.steps if stepped == name] for name in ("G", "E", "D_vae", "D_clr")}
+    factors = [1.0, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]  # 8 iterations, stages of one step
+    assert by_name["G"] == by_name["E"] == pytest.approx([2e-4 * f for f in factors])
+    assert by_name["D_vae"] == by_name["D_clr"] == pytest.approx([2e-4 * f for f in factors[:4]])  # iterations 0, 2, 4, 6
+
+
+def test_an_unknown_interval_is_a_one_line_error_naming_the_key(capsys):
+    with pytest.raises(SystemExit) as exit_info, user_errors_as_messages():
+        build_model("model/lr_scheduler=stages", "model.lr_scheduler.stages=[[1,1.0]]", "model.lr_scheduler.interval=batch")
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: model.lr_scheduler.interval must be one of epoch, step; got 'batch'")
+    assert len(message.strip().splitlines()) == 1

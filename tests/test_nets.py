@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from bicyclegan_pl.losses.adversarial import discriminator_adversarial_loss, generator_adversarial_loss
 from bicyclegan_pl.nets import (
+    GlobalDiscriminator,
     MultiscalePatchDiscriminator,
     PatchDiscriminator,
     PlainGenerator,
@@ -211,6 +213,30 @@ def test_single_scale_discriminators() -> None:
     predictions = MultiscalePatchDiscriminator(3, ndf=8, num_D=1)(torch.randn(2, 3, 64, 64))
     assert isinstance(predictions, list) and len(predictions) == 1 and predictions[0].shape == (2, 1, 6, 6)
     assert PatchDiscriminator(3, ndf=8)(torch.randn(2, 3, 64, 64)).shape == (2, 1, 6, 6)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_global_discriminator_gives_one_score_per_image_that_depends_on_all_of_it(size: int) -> None:
+    """Seed 001's "vanilla" D: strided convs down to 4x4, then a linear layer: (N, 1) at any
+    configured size; each image's score has a gradient at every pixel of that image (a 70x70
+    PatchGAN's scores each see only their receptive field) and none at the other images'."""
+    torch.manual_seed(0)
+    n_layers = int(math.log2(size // 4))
+    discriminator = GlobalDiscriminator(3, image_size=size, ndf=8, n_layers=n_layers)
+    images = torch.randn(3, 3, size, size, requires_grad=True)
+    scores = discriminator(images)
+    assert scores.shape == (3, 1)
+    (gradient,) = torch.autograd.grad(scores[1].sum(), images)
+    assert torch.count_nonzero(gradient[[0, 2]]) == 0
+    assert (gradient[1].abs().sum(0) > 0).float().mean() > 0.99  # (almost) every pixel of its image counts
+    for mode in ("lsgan", "vanilla", "hinge"):  # the adversarial losses take its tensor as a map
+        fake, real = discriminator(images[:2]), discriminator(images[1:])
+        for loss in (generator_adversarial_loss(fake, mode), discriminator_adversarial_loss(fake, real, mode)):
+            assert loss.dim() == 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match=f"built for {size}x{size}"):
+        discriminator(torch.randn(1, 3, size // 2, size // 2))
+    with pytest.raises(ValueError, match="2x2"):
+        GlobalDiscriminator(3, image_size=size, n_layers=n_layers + 2)
 
 
 def test_init_weights_xavier_matches_reference_formula() -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bicyclegan_pl.data.datamodules import SyntheticPairedDataModule
-from tests.helpers import build_model, clone, cpu_trainer
+from tests.helpers import LAZY_DISCRIMINATORS, build_model, clone, cpu_trainer
 
 
 def _datamodule() -> SyntheticPairedDataModule:
@@ -18,10 +18,14 @@ def _fit(model, epochs: int, ckpt_path=None):
     return trainer
 
 
-@pytest.mark.parametrize("experiment", ["bicycle_reference", "bicycle_order_b"])
-def test_resume_equals_uninterrupted_run(experiment, tmp_path):
+@pytest.mark.parametrize(
+    ("experiment", "overrides"),
+    [("bicycle_reference", ()), ("bicycle_order_b", ()), ("bicycle_reference", (LAZY_DISCRIMINATORS,))],
+    ids=["reference", "order_b", "every_3"],
+)
+def test_resume_equals_uninterrupted_run(experiment, overrides, tmp_path):
     torch.manual_seed(0)
-    initial, _ = build_model(f"+experiment={experiment}", "data.batch_size=2")
+    initial, _ = build_model(f"+experiment={experiment}", "data.batch_size=2", *overrides)
 
     uninterrupted = clone(initial)
     full_trainer = _fit(uninterrupted, epochs=2)
@@ -44,3 +48,6 @@ def test_resume_equals_uninterrupted_run(experiment, tmp_path):
         for a, b in zip(ours.state_dict()["state"].values(), theirs.state_dict()["state"].values()):
             assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
             assert torch.equal(a["step"], b["step"])
+    if overrides:  # the every-3 phase stepped at iterations 1, 4 and 7 only, before and after the resume
+        steps = [int(o.state_dict()["state"][0]["step"]) for o in resumed_trainer.optimizers]
+        assert steps == [8, 8, 3, 3]

@@ -33,20 +33,31 @@ def _flat(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()])
 
 
-# The optimiser steps of one iteration of each BicycleGAN experiment, as its seed's text orders
-# them ("->" = backward + step; a phase stepping E and G steps E first, as the reference does)
+# The optimiser steps of one iteration of each BicycleGAN experiment, as its source orders them
+# (a phase stepping E and G steps E first, as the reference and seed 000's loops do)
 DEFAULT_ORDER = ["E", "G", "D_vae", "D_clr"]
+SEED000_FINAL = DEFAULT_ORDER  # "optimizer_E.step(); optimizer_G.step()", then D_VAE, D_LR
 STEP_ORDERS = {
     "bicycle_reference": DEFAULT_ORDER,
-    # seed 000, "Order of optimization": G -> E -> D_cVAE -> D_cLR; E -> G -> ...; the split cLR variant
+    # seed 000's own loops
+    "bicycle_seed000_final": SEED000_FINAL,
+    "bicycle_seed000_early": ["G", "E", "D_vae", "D_clr"],
+    "bicycle_seed000_train2": ["E", "G", "D"],
+    # the report's lists read as its code does: one step of E and G from accumulated backward calls
     "bicycle_order_a": ["G", "E", "D_vae", "D_clr"],
-    "bicycle_order_b": ["E", "G", "D_vae", "D_clr"],
+    "bicycle_order_b": SEED000_FINAL,
     "bicycle_order_c": ["E", "G", "G", "D_clr", "G", "D_vae"],
-    # seed 000, the four loss accumulations
-    "bicycle_accum_1": ["E", "G", "E", "G", "D_vae", "D_clr"],
-    "bicycle_accum_2": ["E", "G", "G", "D_vae", "D_clr", "E", "G"],
-    "bicycle_accum_3": DEFAULT_ORDER,
-    "bicycle_accum_4": ["E", "G", "E", "G", "D_vae", "D_clr"],
+    "bicycle_accum_1": SEED000_FINAL,
+    "bicycle_accum_2": ["D_vae", "D_clr", "E", "G"],
+    "bicycle_accum_3": ["E", "G", "D_vae", "D_clr"],
+    "bicycle_accum_4": SEED000_FINAL,
+    # ... and literally ("->" = backward + step)
+    "bicycle_order_a_stepwise": ["G", "E", "D_vae", "D_clr"],
+    "bicycle_order_b_stepwise": ["E", "G", "D_vae", "D_clr"],
+    "bicycle_order_c_stepwise": ["E", "G", "G", "D_clr", "G", "D_vae"],
+    "bicycle_accum_1_stepwise": ["E", "G", "E", "G", "D_vae", "D_clr"],
+    "bicycle_accum_2_stepwise": ["E", "G", "G", "D_vae", "D_clr", "E", "G"],
+    "bicycle_accum_4_stepwise": ["E", "G", "E", "G", "D_vae", "D_clr"],
     # generator and loss variants keep the reference's order
     **{name: DEFAULT_ORDER for name in (
         "bicycle_msgan", "bicycle_unet_input", "bicycle_unet_all", "bicycle_resnet", "bicycle_resnet_no_first_norm",
@@ -89,12 +100,13 @@ def _gradients(loss: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor
     return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, found)]
 
 
-def test_order_b_steps_the_generator_on_gradients_through_the_updated_encoder():
-    """Seed 000's best order, Encoder -> Generator, on the whole batch (its loop does not split it):
-    G's phase recomputes G(A, E(B)) and E(G(A, z)) with the encoder that E's phase has just
-    stepped, so G steps on exactly the gradient of its terms through the updated E."""
+def test_literal_order_b_steps_the_generator_on_gradients_through_the_updated_encoder():
+    """Seed 000's best order read literally (Encoder, then Generator, each a backward and a step),
+    on the whole batch (its loop does not split it): G's phase recomputes G(A, E(B)) and
+    E(G(A, z)) with the encoder that E's phase has just stepped, so G steps on exactly the
+    gradient of its terms through the updated E."""
     torch.manual_seed(0)
-    model, cfg = build_model("+experiment=bicycle_order_b", "model.generator.use_dropout=false")
+    model, cfg = build_model("+experiment=bicycle_order_b_stepwise", "model.generator.use_dropout=false")
     initial = clone(model)
     batches = random_batches(1, batch_size=4, size=cfg.data.crop_size, input_nc=cfg.data.input_nc)
     encoded_batch_sizes = []
@@ -125,6 +137,8 @@ def test_order_b_steps_the_generator_on_gradients_through_the_updated_encoder():
         ("bicycle_reference", False),  # junyanz: the latent L1 backward runs with E frozen
         ("bicycle_msgan", False),
         ("bicycle_accum_3", True),  # seed 000's loop does not freeze E for it
+        ("bicycle_seed000_final", True),
+        ("bicycle_seed000_train2", False),  # train2.py freezes E for it, as junyanz
     ],
 )
 def test_latent_l1_reaches_the_encoder_only_where_the_experiment_lets_it(experiment, reaches_encoder):
@@ -226,7 +240,28 @@ def test_forward_results_invalidate_only_dependents_and_keep_detached_values():
     [
         ([{"name": "p", "step": ["X"], "backward": [{"terms": ["t"]}]}], {}, "unknown optimiser 'X'"),
         ([{"name": "p", "step": ["G"], "backward": [{"terms": ["nope"]}]}], {}, "unknown loss term 'nope'"),
-        ([{"name": "p", "step": ["G"], "backward": [{"terms": ["t"], "into": ["E"]}]}], {}, "must be optimisers this phase steps"),
+        ([{"name": "p", "step": ["G"], "backward": [{"terms": ["t"], "into": ["E"]}]}], {}, "'E'.*never stepped"),
+        (
+            [
+                {"name": "p", "step": ["G"], "backward": [{"terms": ["t"], "into": ["G", "E"]}]},
+                {"name": "q", "step": ["E"], "backward": [{"terms": ["u"]}]},
+            ],
+            {},
+            "wiped by phase 'q'",
+        ),
+        ([{"name": "p", "step": ["G"], "zero_grad": [], "backward": [{"terms": ["t"]}]}], {}, "previous iteration"),
+        (
+            [
+                {"name": "p", "step": [], "zero_grad": ["E"], "backward": [{"terms": ["t"], "into": ["E"]}]},
+                {"name": "q", "step": ["E"], "zero_grad": [], "every": 2, "backward": [{"terms": ["u"]}]},
+            ],
+            {},
+            "every/offset differ",
+        ),
+        ([{"name": "p", "step": ["G"], "every": 2, "offset": 2, "backward": [{"terms": ["t"]}]}], {}, "below every"),
+        ([{"name": "p", "step": ["G"], "every": 0, "backward": [{"terms": ["t"]}]}], {}, "every must be an integer >= 1"),
+        ([{"name": "p", "step": [], "backward": [{"terms": ["t"]}]}], {}, "no optimiser to put gradients into"),
+        ([{"name": "p", "step": ["G"], "zero_grad": ["X"], "backward": [{"terms": ["t"]}]}], {}, "zero_grad names unknown"),
         ([{"name": "p", "step": ["G"], "backward": [{"terms": ["t"]}]}], {"u": 1.0}, "no phase of model.schedule uses them"),
         ([{"name": "p", "step": ["G"], "backward": [{"terms": ["t"]}]}], {"zz": 1.0}, "unknown terms"),
         ([{"name": "p", "step": ["G"], "backward": [], "extra": 1}], {}, "unknown keys"),
@@ -351,3 +386,71 @@ def test_a_run_that_keeps_skipping_stops_with_a_one_line_error(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "error: stopped: 2 consecutive iterations (0 to 1) skipped steps" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _ToyHost:
+    """Two nets with an optimiser each and loss terms on their outputs, for engine-level tests."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.nets = {"G": torch.nn.Linear(2, 1), "E": torch.nn.Linear(2, 1)}
+        self.optimizers = {n: torch.optim.SGD(m.parameters(), lr=0.1) for n, m in self.nets.items()}
+        self.stepped: list[str] = []
+        self.nan_terms: set[str] = set()
+        x = torch.ones(1, 2)
+        self.terms = {
+            "g": lambda r: self.nets["G"](x).sum() + self.nets["E"](x).sum(),
+            "e": lambda r: self.nets["E"](x).sum() * (float("nan") if "e" in self.nan_terms else 1.0),
+        }
+
+    def compute_loss_term(self, name, results):
+        return self.terms[name](results)
+
+    def parameters_of(self, names):
+        return [p for n in names for p in self.nets[n].parameters()]
+
+    def zero_grad_of(self, name):
+        self.optimizers[name].zero_grad(set_to_none=True)
+
+    def backward_into(self, loss, parameters):
+        loss.backward(inputs=parameters, retain_graph=True)
+
+    def step_optimizer(self, name):
+        self.stepped.append(name)
+        self.optimizers[name].step()
+
+    def all_ranks_agree(self, flag):
+        return flag
+
+
+ACCUMULATING = [
+    {"name": "both", "step": ["G"], "zero_grad": ["G", "E"], "backward": [{"terms": ["g"], "into": ["G", "E"]}]},
+    {"name": "encoder", "step": ["E"], "zero_grad": [], "backward": [{"terms": ["e"]}]},
+]
+
+
+def test_a_later_phase_steps_on_the_gradients_an_earlier_phase_accumulated():
+    host = _ToyHost()
+    engine = ScheduleEngine(parse_schedule(ACCUMULATING, ["G", "E"], ["g", "e"], {}), {})
+    engine.run_iteration(host, ForwardResults({}, {}), iteration=0)
+    assert host.stepped == ["G", "E"]
+    # E's gradient: d(g)/dE + d(e)/dE = 2 x for the input x = (1, 1), bias 2
+    assert torch.equal(host.nets["E"].weight.grad, torch.full((1, 2), 2.0))
+    assert torch.equal(host.nets["E"].bias.grad, torch.tensor([2.0]))
+
+
+def test_a_skipped_phase_drops_what_it_accumulated_for_later_phases_too():
+    host = _ToyHost()
+    schedule = [
+        {"name": "both", "step": ["G"], "zero_grad": ["G", "E"], "backward": [{"terms": ["e"], "into": ["G", "E"]}]},
+        {"name": "encoder", "step": ["E"], "zero_grad": [], "backward": [{"terms": ["g"], "into": ["E"]}]},
+    ]
+    host.nan_terms.add("e")
+    engine = ScheduleEngine(parse_schedule(schedule, ["G", "E"], ["g", "e"], {}), {}, on_nonfinite="skip")
+    engine.run_iteration(host, ForwardResults({}, {}), iteration=0)
+    # the first phase's NaN drops E's share as well: E must not step on the second phase's half
+    assert host.stepped == []
+    assert [s.phase for s in engine.last_skipped] == ["both"]
+    host.nan_terms.clear()
+    engine.run_iteration(host, ForwardResults({}, {}), iteration=1)
+    assert host.stepped == ["G", "E"]

@@ -111,12 +111,14 @@ def test_trains_on_real_edges2shoes_subset(tmp_path):
 
 def test_multirun_sweep_gives_one_folder_and_wandb_run_per_job_and_report(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_train("-m", "+sweep=bicycle_accum", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}")
+    result = run_train(
+        "-m", "+sweep=bicycle_accum_stepwise", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
     # each job trained its own accumulation (2 iterations): how often G, E, D_vae, D_clr stepped
-    steps = [[4, 4, 2, 2], [6, 4, 2, 2], [2, 2, 2, 2], [4, 4, 2, 2]]  # accum_1 .. accum_4
+    steps = [[4, 4, 2, 2], [6, 4, 2, 2], [2, 2, 2, 2], [4, 4, 2, 2]]  # accum_1_stepwise .. accum_4_stepwise
     for job, expected in zip(jobs, steps):
         checkpoint = torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)
         assert _adam_steps(checkpoint) == expected, job.name
@@ -127,6 +129,7 @@ def test_multirun_sweep_gives_one_folder_and_wandb_run_per_job_and_report(tmp_pa
     assert len(table) == 1 + 4  # header + one row per job
     assert "val/recon_l1" in table[0]
     assert all(f"bicycle_accum_{i}" in report.stdout for i in range(1, 5))
+    assert report.stdout.count("_stepwise") >= 3
     assert (sweep_dir / "report.png").stat().st_size > 10_000
 
 

@@ -2,8 +2,10 @@
 locally, CLIP kept frozen and out of checkpoints, and the experiment configs."""
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from tests.cli import run_train
 from tests.helpers import StepRecorder, build_model, clone, cpu_trainer, loader, random_batches
@@ -196,22 +198,79 @@ def test_margin_keeps_the_learned_siamese_space_from_collapsing(margin_weight):
         assert after.max() < 0.1 * before.min(), (before, after)
 
 
-def test_cliptravelgan_monet_steps_learning_rates_as_the_notebook(tiny_clip_dir):
-    """D at twice G's rate; G's rate 2e-4 for 7 epochs, 1e-4 for 5, then 3e-5 (and held)."""
-    model, cfg = build_model(
-        "+experiment=cliptravelgan_monet", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8",
-        "model.discriminator.n_layers=2", f"model.siamese.model={tiny_clip_dir}", tiny=False,
-    )
+MONET = ("+experiment=cliptravelgan_monet", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8",
+         "model.discriminator.n_layers=2")
+
+
+def test_cliptravelgan_monet_stages_learning_rates_in_steps_as_the_notebook(tiny_clip_dir):
+    """The notebook's 14 stages of 1,400 steps: G at 2e-4 for its steps 0-9,799, 1e-4 for
+    9,800-16,799, then 3e-5 (held after 19,600); D at twice G's rate. A scheduler and optimiser
+    state saved at step 9,799 (a checkpoint holds both) resumes into the next stage on time."""
+    model, _ = build_model(*MONET, f"model.siamese.model={tiny_clip_dir}", tiny=False)
     optimizers, schedulers = model.configure_optimizers()
-    seen = {"G": [], "D": []}
-    for _ in range(cfg.trainer.max_epochs + 2):  # the run's epochs reach the last stage; 2 more hold it
-        for name, optimizer in zip(("G", "D"), optimizers):
-            seen[name].append(optimizer.param_groups[0]["lr"])
+    expected_g = {0: 2e-4, 9799: 2e-4, 9800: 1e-4, 16799: 1e-4, 16800: 3e-5, 19599: 3e-5, 19700: 3e-5}
+    seen, saved = {}, None
+    for step in range(max(expected_g) + 1):
+        if step in expected_g:
+            seen[step] = [optimizer.param_groups[0]["lr"] for optimizer in optimizers]
+        if step == 9799:
+            saved = [(o.state_dict(), s.state_dict()) for o, s in zip(optimizers, schedulers)]
         for scheduler in schedulers:
             scheduler.step()
-    expected_g = [2e-4] * 7 + [1e-4] * 5 + [3e-5] * 4
-    assert seen["G"] == pytest.approx(expected_g)
-    assert seen["D"] == pytest.approx([2 * lr for lr in expected_g])
+    assert seen == {step: pytest.approx([lr, 2 * lr]) for step, lr in expected_g.items()}
+
+    resumed, _ = build_model(*MONET, f"model.siamese.model={tiny_clip_dir}", tiny=False)
+    optimizers, schedulers = resumed.configure_optimizers()
+    for optimizer, scheduler, (optimizer_state, scheduler_state) in zip(optimizers, schedulers, saved):
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+    assert [o.param_groups[0]["lr"] for o in optimizers] == pytest.approx([2e-4, 4e-4])  # step 9,799
+    for scheduler in schedulers:
+        scheduler.step()
+    assert [o.param_groups[0]["lr"] for o in optimizers] == pytest.approx([1e-4, 2e-4])  # step 9,800
+
+
+class LearningRates(L.Callback):
+    """The learning rate of every optimiser step of a fit, in order: (optimiser name, lr)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_pre_hook(
+                lambda o, args, kwargs: self.steps.append((o.param_groups[0]["name"], o.param_groups[0]["lr"]))
+            )
+
+
+def test_cliptravelgan_monet_counts_stages_in_steps_through_a_resume_and_stops_after_19600_g_steps(
+    tiny_clip_dir, tmp_path
+):
+    """In training: the schedulers step after every iteration in which their optimiser stepped
+    (here stages of one step each), also across a checkpoint resume; Lightning's global_step
+    counts G's and D's steps, so the configured max_steps is 19,600 generator steps."""
+    overrides = (*MONET, f"model.siamese.model={tiny_clip_dir}", "model.lr_scheduler.stages=[[1,1.0],[1,0.5],[1,0.15]]")
+    batches = loader(random_batches(2, 4, size=32, input_nc=3))  # two iterations per epoch
+    model, cfg = build_model(*overrides, tiny=False)
+    first = LearningRates()
+    trainer = cpu_trainer(max_steps=4, max_epochs=10, callbacks=[first])
+    trainer.fit(model, train_dataloaders=batches)
+    assert model.iteration == 2 and trainer.global_step == 4  # G and D each stepped twice
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    resumed, _ = build_model(*overrides, tiny=False)
+    second = LearningRates()
+    cpu_trainer(max_steps=6, max_epochs=10, callbacks=[second]).fit(
+        resumed, train_dataloaders=batches, ckpt_path=tmp_path / "last.ckpt"
+    )
+    assert resumed.iteration == 3
+    expected = [("G", 2e-4), ("D", 4e-4), ("G", 1e-4), ("D", 2e-4), ("G", 3e-5), ("D", 6e-5)]
+    assert [name for name, _ in first.steps + second.steps] == [name for name, _ in expected]
+    assert [lr for _, lr in first.steps + second.steps] == pytest.approx([lr for _, lr in expected])
+
+    generator_steps_per_global_step = [name for name, _ in first.steps].count("G") / trainer.global_step
+    configured = instantiate(cfg.trainer, accelerator="cpu", logger=False, default_root_dir=str(tmp_path))
+    assert configured.max_steps * generator_steps_per_global_step == 19_600
+    assert configured.max_epochs >= 19_600  # every epoch steps G at least once: max_steps ends the run
 
 
 def test_lr_stages_are_checked():

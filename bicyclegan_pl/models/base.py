@@ -4,11 +4,16 @@ A system (BicycleGAN, CycleGAN, ...) declares its nets, one optimiser per named 
 forward results and its loss terms; this class turns the configured schedule into optimiser
 steps, owns the iteration counter and the per-iteration random draws, and implements the
 fast-path switches (channels_last, torch.compile) and the learning-rate schedulers.
+
+Gradient penalties are loss terms of the discriminator phases like any other (``d_vae_gp``,
+``d_A_gp``, ...; weight 0: off and not computed); the helpers here give every system the same
+kind switch (``gradient_penalty``: wgangp | r1), the same draws of the interpolation weights and
+the same check that ``gan_mode=wgangp`` comes with its penalty.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -16,9 +21,17 @@ import torch
 from torch import Tensor, nn
 
 from bicyclegan_pl.runtime.distributed import ManualSyncDDPStrategy, all_ranks_true, average_gradients, is_distributed
-from bicyclegan_pl.runtime.lr_schedulers import SchedulerFactory, check_factory, make_scheduler
+from bicyclegan_pl.runtime.lr_schedulers import SchedulerFactory, check_factory, make_scheduler, split_interval
 from bicyclegan_pl.runtime.rng import iteration_rng
-from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleEngine, SkipMonitor, parse_schedule
+from bicyclegan_pl.losses import GRADIENT_PENALTIES, gradient_penalty
+from bicyclegan_pl.runtime.schedule import (
+    ForwardResults,
+    ResultSpec,
+    ScheduleEngine,
+    ScheduleError,
+    SkipMonitor,
+    parse_schedule,
+)
 
 
 class ScheduledTranslationModule(L.LightningModule):
@@ -51,15 +64,23 @@ class ScheduledTranslationModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         compile_backend: str = "inductor",
+        gradient_penalty: str = "wgangp",
     ):
         super().__init__()
+        if gradient_penalty not in GRADIENT_PENALTIES:
+            raise ScheduleError(
+                f"model.gradient_penalty must be one of {', '.join(GRADIENT_PENALTIES)}, got {gradient_penalty!r}"
+            )
         self.automatic_optimization = False
         self._schedule_config = [dict(phase) for phase in schedule]
         self.loss_weights = {k: float(v) for k, v in loss_weights.items()}
         self.optimizer_factory = optimizer
         self.learning_rates = dict(lr or {})
-        #: optimiser -> its LR scheduler (``model.lr_scheduler``, a partial), stepped once per epoch; None: constant
-        self.lr_scheduler_factory = check_factory(lr_scheduler)
+        #: optimiser -> its LR scheduler (``model.lr_scheduler``, a partial); None: constant. Stepped once per
+        #: epoch, or (``interval: step``) after each iteration in which its optimiser stepped
+        self.lr_scheduler_factory, self.lr_scheduler_interval = split_interval(check_factory(lr_scheduler))
+        #: the optimisers that stepped in the current iteration (for ``interval: step`` schedulers)
+        self._stepped_optimizers: set[str] = set()
         self.seed = int(seed)
         self.on_nonfinite = on_nonfinite
         #: under on_nonfinite=skip: warns once per term and epoch, summarises each epoch, stops a run that never recovers
@@ -69,6 +90,8 @@ class ScheduledTranslationModule(L.LightningModule):
         self.use_channels_last = channels_last
         self.use_compile = compile
         self.compile_backend = compile_backend
+        #: the kind of the gradient-penalty terms (``*_gp``): wgangp (interpolates) or r1 (real images)
+        self.gradient_penalty = gradient_penalty
         self.iteration = 0
         #: the resolved run config, stored in checkpoints so evaluation can rebuild the system
         self.run_config: dict[str, Any] | None = None
@@ -88,6 +111,65 @@ class ScheduledTranslationModule(L.LightningModule):
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
         """Split the batch and make every random draw of the iteration; returns the inputs."""
         raise NotImplementedError
+
+    # ---- gradient penalties (loss terms ``*_gp`` of the discriminator phases) -------------------
+    def check_gradient_penalties(self, gan_mode: str, penalties: Mapping[str, str]) -> None:
+        """Refuse ``gan_mode=wgangp`` with a zero-weight penalty for an active discriminator term,
+        and a penalty with ``compile`` (call it from ``__init__``).
+
+        ``penalties`` maps each discriminator loss term to its penalty term (``d_vae`` -> ``d_vae_gp``).
+        The Wasserstein critic loss alone is unbounded (the critic can grow without limit), so such
+        a run would only diverge; the message names the keys to set. A penalty differentiates D's
+        gradient (double backward), which compiled sub-networks do not support.
+        """
+        active = [gp for gp in penalties.values() if self.loss_weights.get(gp)]
+        if active and self.use_compile:
+            raise ScheduleError(
+                f"the gradient penalties {', '.join(active)} need a double backward through the discriminator, "
+                "which torch.compile does not support: set model.compile=false or "
+                + " ".join(f"model.loss_weights.{gp}=0" for gp in active)
+            )
+        if gan_mode != "wgangp":
+            return
+        missing = [gp for term, gp in penalties.items() if self.loss_weights.get(term) and not self.loss_weights.get(gp)]
+        if missing:
+            keys = " ".join(f"model.loss_weights.{gp}=10" for gp in missing)
+            raise ScheduleError(
+                f"model.gan_mode=wgangp needs a gradient penalty on each critic, but {', '.join(missing)} "
+                f"{'has' if len(missing) == 1 else 'have'} weight 0: set {keys} (the WGAN-GP paper's lambda; "
+                "model.gradient_penalty=wgangp|r1 picks the kind) and keep the terms in the discriminator "
+                "phase of model.schedule"
+            )
+
+    def gradient_penalty_draws(self, sizes: Mapping[str, int], generator: torch.Generator) -> dict[str, Tensor]:
+        """The interpolation weights alpha ~ U[0, 1], one per sample, of each WGAN-GP term in ``sizes``
+        (term -> batch size), as inputs ``alpha_<term>``; call it in :meth:`prepare_iteration` after
+        the other draws. Only terms with a non-zero weight draw (and nothing with r1), so runs without
+        a penalty keep their random streams."""
+        if self.gradient_penalty != "wgangp":
+            return {}
+        return {
+            f"alpha_{term}": torch.rand(size, generator=generator)
+            for term, size in sizes.items()
+            if self.loss_weights.get(term)
+        }
+
+    def gradient_penalty_term(
+        self,
+        term: str,
+        discriminator: nn.Module,
+        real: Tensor,
+        fake: Callable[[], Tensor],
+        results: ForwardResults,
+    ) -> Tensor:
+        """The value of penalty ``term`` of ``discriminator`` on the real and fake images of its
+        discriminator loss term (``fake`` is only called for wgangp; r1 uses the real images only)."""
+        if self.gradient_penalty == "r1":
+            return gradient_penalty("r1", discriminator, real)
+        alpha = results.inputs.get(f"alpha_{term}")
+        if alpha is None:
+            raise ScheduleError(f"{term} is in model.schedule but not in model.loss_weights: set model.loss_weights.{term}")
+        return gradient_penalty("wgangp", discriminator, real, fake(), alpha)
 
     # ---- what entry points and callbacks ask of a system -------------------------------------
     # ``evaluate``, ``guide``, the sample-grid and the metrics callbacks call these (and the
@@ -188,6 +270,7 @@ class ScheduledTranslationModule(L.LightningModule):
                 gradient_clip_algorithm=self.gradient_clip_algorithm,
             )
         optimizer.step()
+        self._stepped_optimizers.add(optimizer_name)
 
     def all_ranks_agree(self, flag: bool) -> bool:
         return all_ranks_true(flag, self.device)
@@ -231,10 +314,13 @@ class ScheduledTranslationModule(L.LightningModule):
         return tensor
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._stepped_optimizers.clear()
         with iteration_rng(self.seed, self.global_rank, self.iteration, self.device) as generator:
             inputs = self.prepare_iteration(batch, generator)
             results = ForwardResults(self._result_specs, inputs)
             values = self.engine.run_iteration(self, results, self.iteration)
+        if self.lr_scheduler_interval == "step":  # phases skipped (every: k, a non-finite loss) do not count
+            self._step_lr_schedulers(self._stepped_optimizers)
         batch_size = batch["A"].shape[0]
         if self.on_nonfinite == "skip":
             skipped = self.engine.last_skipped
@@ -256,11 +342,18 @@ class ScheduledTranslationModule(L.LightningModule):
                 self.log(name, values[name].float(), prog_bar=True, logger=False, batch_size=batch_size)
 
     def on_train_epoch_end(self) -> None:
+        if self.lr_scheduler_interval == "epoch":
+            self._step_lr_schedulers(self.optimizer_groups())
+
+    def _step_lr_schedulers(self, optimizer_names: Collection[str]) -> None:
+        """Step the LR scheduler of each named optimiser (every optimiser has one, or none has)."""
         schedulers = self.lr_schedulers()
         if schedulers is None:
             return
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            scheduler.step()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        for name, scheduler in zip(self.optimizer_groups(), schedulers):  # configure_optimizers' order
+            if name in optimizer_names:
+                scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["iteration"] = self.iteration

@@ -5,8 +5,13 @@ Forward results and loss terms follow junyanz/BicycleGAN ``models/bicycle_gan_mo
 optimisers step when is the schedule (``model.schedule``), so the seed reports' order and
 loss-grouping ablations are configs, not code.
 
-Optimisers (fixed order, so any schedule resumes from any checkpoint): G, E, D_vae, D_clr.
-Loss terms: vae_l1, kl, vae_gan, clr_gan, clr_latent, mode_seeking, d_vae, d_clr.
+Optimisers (fixed order, so any schedule resumes from any checkpoint): G, E, D_vae, D_clr; with
+``shared_discriminator`` (the reference's ``use_same_D``, seed 000's ``train2.py``) one D judges both
+branches and the optimisers are G, E, D.
+Loss terms: vae_l1, kl, vae_gan, clr_gan, clr_latent, mode_seeking, d_vae, d_clr, and the gradient
+penalties d_vae_gp, d_clr_gp (``model.gradient_penalty``: wgangp on interpolates of the real and fake
+images of d_vae / d_clr, or r1 on their real images; d_clr_gp penalises the cLR branch's
+discriminator, the shared one with ``shared_discriminator``).
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ class BicycleGAN(ScheduledTranslationModule):
         output_nc: int = 3,
         nz: int = 8,
         batch_split: bool = True,
+        shared_discriminator: bool = False,
         gan_mode: str = "lsgan",
         init: Mapping[str, Any] | None = None,
         mode_seeking_eps: float = 1e-5,
@@ -57,20 +63,26 @@ class BicycleGAN(ScheduledTranslationModule):
         self.mode_seeking_eps = mode_seeking_eps
         self.generator = generator(input_nc=input_nc, output_nc=output_nc, nz=nz)
         self.encoder = encoder(input_nc=output_nc, nz=nz)
+        self.shared_discriminator = shared_discriminator
         self.discriminator_vae = discriminator(input_nc=output_nc)
-        self.discriminator_clr = discriminator(input_nc=output_nc)
+        # shared: discriminator_vae judges both branches (no second module, so no duplicate weights)
+        self.discriminator_clr = None if shared_discriminator else discriminator(input_nc=output_nc)
+        self.check_gradient_penalties(gan_mode, {"d_vae": "d_vae_gp", "d_clr": "d_clr_gp"})
         init = dict(init or {})
         if init.get("type"):
-            for net in (self.generator, self.encoder, self.discriminator_vae, self.discriminator_clr):
+            for net in self.optimizer_groups().values():
                 init_weights(net, init_type=init["type"], gain=float(init.get("gain", 0.02)))
 
     def optimizer_groups(self) -> dict[str, nn.Module]:
-        return {
-            "G": self.generator,
-            "E": self.encoder,
-            "D_vae": self.discriminator_vae,
-            "D_clr": self.discriminator_clr,
-        }
+        nets = {"G": self.generator, "E": self.encoder}
+        if self.shared_discriminator:
+            return {**nets, "D": self.discriminator_vae}
+        return {**nets, "D_vae": self.discriminator_vae, "D_clr": self.discriminator_clr}
+
+    @property
+    def clr_discriminator(self) -> nn.Module:
+        """The discriminator of the cLR-GAN branch: its own, or the shared one."""
+        return self.discriminator_vae if self.discriminator_clr is None else self.discriminator_clr
 
     # ---- one iteration's inputs and random draws ----------------------------------------------
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
@@ -98,6 +110,8 @@ class BicycleGAN(ScheduledTranslationModule):
         draws = {"eps": torch.randn(half, self.nz, generator=generator), "z_random": torch.randn(half, self.nz, generator=generator)}
         if self.loss_weights.get("mode_seeking"):
             draws["z_random2"] = torch.randn(half, self.nz, generator=generator)
+        # the penalties' interpolation weights (wgangp, non-zero weight only): one per image D judges
+        draws.update(self.gradient_penalty_draws({"d_vae_gp": half, "d_clr_gp": half}, generator))
         inputs.update({name: value.to(self.device) for name, value in draws.items()})
         return inputs
 
@@ -146,7 +160,7 @@ class BicycleGAN(ScheduledTranslationModule):
             return generator_adversarial_loss(self.discriminator_vae(r["fake_B_encoded"]), mode)
 
         def clr_gan(r: ForwardResults) -> Tensor:
-            return generator_adversarial_loss(self.discriminator_clr(r["fake_B_random"]), mode)
+            return generator_adversarial_loss(self.clr_discriminator(r["fake_B_random"]), mode)
 
         def clr_latent(r: ForwardResults) -> Tensor:
             return latent_l1(r["mu_random"], r.inputs["z_random"])
@@ -162,9 +176,20 @@ class BicycleGAN(ScheduledTranslationModule):
             return discriminator_adversarial_loss(fake, real, mode)
 
         def d_clr(r: ForwardResults) -> Tensor:
-            fake = self.discriminator_clr(r.detached("fake_B_random"))
-            real = self.discriminator_clr(r.inputs["real_B_random"])
+            fake = self.clr_discriminator(r.detached("fake_B_random"))
+            real = self.clr_discriminator(r.inputs["real_B_random"])
             return discriminator_adversarial_loss(fake, real, mode)
+
+        # the gradient penalties judge the same real and (detached) fake images as d_vae / d_clr
+        def d_vae_gp(r: ForwardResults) -> Tensor:
+            return self.gradient_penalty_term(
+                "d_vae_gp", self.discriminator_vae, r.inputs["real_B_encoded"], lambda: r.detached("fake_B_encoded"), r
+            )
+
+        def d_clr_gp(r: ForwardResults) -> Tensor:
+            return self.gradient_penalty_term(
+                "d_clr_gp", self.clr_discriminator, r.inputs["real_B_random"], lambda: r.detached("fake_B_random"), r
+            )
 
         return {
             "vae_l1": vae_l1,
@@ -175,6 +200,8 @@ class BicycleGAN(ScheduledTranslationModule):
             "mode_seeking": mode_seeking,
             "d_vae": d_vae,
             "d_clr": d_clr,
+            "d_vae_gp": d_vae_gp,
+            "d_clr_gp": d_clr_gp,
         }
 
     # ---- inference ----------------------------------------------------------------------------

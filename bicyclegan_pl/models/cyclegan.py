@@ -7,7 +7,9 @@ chain(D_A, D_B)) are four here, one per net: Adam is per parameter, so the updat
 and schedules can step the nets in other orders.
 
 Optimisers (fixed order): G_A, G_B, D_A, D_B.
-Loss terms: gan_A, gan_B, cycle_A, cycle_B, idt_A, idt_B, d_A, d_B.
+Loss terms: gan_A, gan_B, cycle_A, cycle_B, idt_A, idt_B, d_A, d_B, and the gradient penalties
+d_A_gp, d_B_gp (``model.gradient_penalty``: wgangp on interpolates of the real and pooled fake
+images of d_A / d_B, or r1 on their real images).
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class CycleGAN(ScheduledTranslationModule):
                 f"the identity loss feeds each domain to the other's generator, which needs input_nc == output_nc "
                 f"(got {input_nc} and {output_nc}): set model.loss_weights.idt_A=0 model.loss_weights.idt_B=0"
             )
+        self.check_gradient_penalties(gan_mode, {"d_A": "d_A_gp", "d_B": "d_B_gp"})
         self.gan_mode = gan_mode
         self.generator_A = generator(input_nc=input_nc, output_nc=output_nc)
         self.generator_B = generator(input_nc=output_nc, output_nc=input_nc)
@@ -73,12 +76,16 @@ class CycleGAN(ScheduledTranslationModule):
     # ---- one iteration's inputs and random draws ----------------------------------------------
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
         real_A, real_B = self.to_memory_format(batch["A"]), self.to_memory_format(batch["B"])
-        return {
+        inputs = {
             "real_A": real_A,
             "real_B": real_B,
             "pool_draws_B": self.pool_fake_B.draw(real_A.shape[0], generator),
             "pool_draws_A": self.pool_fake_A.draw(real_B.shape[0], generator),
         }
+        # the penalties' interpolation weights (wgangp, non-zero weight only): D_A judges B, D_B judges A
+        alphas = self.gradient_penalty_draws({"d_A_gp": real_B.shape[0], "d_B_gp": real_A.shape[0]}, generator)
+        inputs.update({name: value.to(self.device) for name, value in alphas.items()})
+        return inputs
 
     # ---- forward results --------------------------------------------------------------------
     def forward_results(self) -> dict[str, ResultSpec]:
@@ -146,9 +153,20 @@ class CycleGAN(ScheduledTranslationModule):
             fake = self.discriminator_B(r["pooled_fake_A"])
             return discriminator_adversarial_loss(fake, self.discriminator_B(r.inputs["real_A"]), mode)
 
+        # the gradient penalties judge the same real and pooled fake images as d_A / d_B
+        def d_A_gp(r: ForwardResults) -> Tensor:
+            return self.gradient_penalty_term(
+                "d_A_gp", self.discriminator_A, r.inputs["real_B"], lambda: r["pooled_fake_B"], r
+            )
+
+        def d_B_gp(r: ForwardResults) -> Tensor:
+            return self.gradient_penalty_term(
+                "d_B_gp", self.discriminator_B, r.inputs["real_A"], lambda: r["pooled_fake_A"], r
+            )
+
         return {
             "gan_A": gan_A, "gan_B": gan_B, "cycle_A": cycle_A, "cycle_B": cycle_B,
-            "idt_A": idt_A, "idt_B": idt_B, "d_A": d_A, "d_B": d_B,
+            "idt_A": idt_A, "idt_B": idt_B, "d_A": d_A, "d_B": d_B, "d_A_gp": d_A_gp, "d_B_gp": d_B_gp,
         }
 
     # ---- inference ----------------------------------------------------------------------------

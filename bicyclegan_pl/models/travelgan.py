@@ -11,7 +11,9 @@ The Siamese space is a constructor argument (``model/siamese``):
 A frozen space is held outside the module's registered children: it never enters the state dict,
 the optimisers or a checkpoint, and receives no gradient (its weights do not require one).
 
-Optimisers (fixed order): G, D, and S for a learned space. Loss terms: gan, travel, margin, d.
+Optimisers (fixed order): G, D, and S for a learned space. Loss terms: gan, travel, margin, d, and
+d_gp, D's gradient penalty (``model.gradient_penalty``: wgangp on interpolates of d's real and fake
+images, or r1 on its real images).
 Unlike TraVeLGAN's code (two generators, one per direction) this is one-sided, as CLIPTraVeLGAN.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ class TravelGAN(ScheduledTranslationModule):
         **schedule_options: Any,
     ):
         super().__init__(**schedule_options)
+        self.check_gradient_penalties(gan_mode, {"d": "d_gp"})
         self.gan_mode = gan_mode
         self.travel_options = {"cosine_weight": 1.0, "l2_weight": 0.0, "reduction": "sum", **dict(travel or {})}
         self.margin = float(margin)
@@ -91,7 +94,10 @@ class TravelGAN(ScheduledTranslationModule):
 
     # ---- one iteration ------------------------------------------------------------------------
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
-        return {"real_A": self.to_memory_format(batch["A"]), "real_B": self.to_memory_format(batch["B"])}
+        real_A, real_B = self.to_memory_format(batch["A"]), self.to_memory_format(batch["B"])
+        # the penalty's interpolation weights (wgangp, non-zero weight only)
+        alphas = self.gradient_penalty_draws({"d_gp": real_B.shape[0]}, generator)
+        return {"real_A": real_A, "real_B": real_B, **{name: value.to(self.device) for name, value in alphas.items()}}
 
     def forward_results(self) -> dict[str, ResultSpec]:
         space_nets = ("S",) if self.siamese_is_learned else ()
@@ -121,7 +127,10 @@ class TravelGAN(ScheduledTranslationModule):
             fake = self.discriminator(r.detached("fake_B"))
             return discriminator_adversarial_loss(fake, self.discriminator(r.inputs["real_B"]), mode)
 
-        return {"gan": gan, "travel": travel, "margin": margin, "d": d}
+        def d_gp(r: ForwardResults) -> Tensor:  # on the same real and fake images as d
+            return self.gradient_penalty_term("d_gp", self.discriminator, r.inputs["real_B"], lambda: r.detached("fake_B"), r)
+
+        return {"gan": gan, "travel": travel, "margin": margin, "d": d, "d_gp": d_gp}
 
     # ---- inference ----------------------------------------------------------------------------
     @torch.no_grad()

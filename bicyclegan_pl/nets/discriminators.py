@@ -1,4 +1,5 @@
-"""PatchGAN discriminators: one scale (CycleGAN NLayerDiscriminator) and several (junyanz D_NLayersMulti).
+"""PatchGAN discriminators: one scale (CycleGAN NLayerDiscriminator) and several (junyanz D_NLayersMulti);
+and a global one that judges the whole image (seed 001's "vanilla discriminator").
 
 They output raw scores (no sigmoid); the adversarial loss decides how to read them.
 """
@@ -77,3 +78,53 @@ class MultiscalePatchDiscriminator(nn.Module):
                 x = self.downsample(x)
             predictions.append(scale(x))
         return predictions
+
+
+class GlobalDiscriminator(nn.Module):
+    """One real/fake score per image, (N, 1): a DCGAN-style "vanilla" discriminator, not a PatchGAN.
+
+    n_layers x Conv4 s2 (+ norm, except after the first) + LeakyReLU 0.2 with ndf, 2 ndf, ...
+    channels (capped at 8 ndf, as the PatchGAN), then a linear layer from the flattened
+    (image_size / 2**n_layers)^2 features to one logit. It takes the PatchGAN's arguments (ndf,
+    n_layers, norm), so a config swaps one for the other; ``image_size`` sizes the linear layer,
+    so it judges images of that size only. TraVeLGAN's own global D (its fixed widths, BatchNorm)
+    is :class:`bicyclegan_pl.nets.siamese.GlobalDiscriminator`.
+    """
+
+    def __init__(
+        self, input_nc: int, image_size: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be at least 1; got {n_layers}")
+        final, remainder = divmod(image_size, 2**n_layers)
+        if remainder or final < 2:
+            raise ValueError(
+                f"GlobalDiscriminator: image_size {image_size} must halve n_layers={n_layers} times to 2x2 "
+                f"features or more (a multiple of {2 ** (n_layers + 1)}); lower n_layers"
+            )
+        self.image_size = image_size
+        norm_layer = get_norm_layer(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        multiplier = 1
+        for n in range(1, n_layers):
+            previous, multiplier = multiplier, min(2**n, MAX_CHANNEL_MULTIPLIER)
+            layers += [
+                nn.Conv2d(ndf * previous, ndf * multiplier, kernel_size=4, stride=2, padding=1, bias=use_bias),
+                norm_layer(ndf * multiplier),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.logit = nn.Linear(ndf * multiplier * final * final, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"GlobalDiscriminator was built for {self.image_size}x{self.image_size} images; "
+                f"got {tuple(x.shape[-2:])}"
+            )
+        return self.logit(self.features(x).flatten(1))

@@ -2,7 +2,10 @@
 
 ``model.lr_scheduler`` is a Hydra ``_target_`` with ``_partial_: true``: instantiating the model
 config turns it into a function of the optimiser, which the module calls once per optimiser
-and steps once per epoch. Any ``torch.optim.lr_scheduler`` class works as it is, for example
+and steps once per epoch, or, with the extra key ``interval: step`` (Lightning's word), once after
+each iteration in which that optimiser stepped, so the scheduler counts optimiser steps (its
+state is in the checkpoints either way). Any ``torch.optim.lr_scheduler`` class works as it is,
+for example
 
 ```yaml
 lr_scheduler:
@@ -16,6 +19,7 @@ CLIPTraVeLGAN's piecewise-constant ``stages``.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -26,6 +30,9 @@ from bicyclegan_pl.errors import UserError
 
 #: what ``model.lr_scheduler`` becomes once instantiated: optimiser -> its scheduler
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+#: when the module steps the schedulers (``model.lr_scheduler.interval``): once per epoch (the
+#: default), or after each iteration in which the scheduler's optimiser stepped
+INTERVALS = ("epoch", "step")
 
 
 class LRSchedulerError(UserError, ValueError):
@@ -42,11 +49,13 @@ def linear_decay(optimizer: Optimizer, n_epochs: int, n_epochs_decay: int, epoch
 
 
 def stages(optimizer: Optimizer, stages: Sequence[Sequence[float]]) -> LambdaLR:
-    """Piecewise-constant factors: ``[[epochs, factor], ...]``, the last factor held afterwards
-    (CLIPTraVeLGAN's notebook: 2e-4 for 7 epochs, 1e-4 for 5, 3e-5 for 2 = factors 1, 0.5, 0.15)."""
+    """Piecewise-constant factors: ``[[length, factor], ...]``, the last factor held afterwards; a
+    length counts scheduler steps: epochs, or optimiser steps with ``interval: step``
+    (CLIPTraVeLGAN's notebook: 2e-4 for 7 x 1,400 steps, 1e-4 for 5 x 1,400, 3e-5 for 2 x 1,400 =
+    factors 1, 0.5, 0.15)."""
     if not stages or any(len(stage) != 2 or stage[0] < 1 for stage in stages):
-        raise LRSchedulerError(f"model.lr_scheduler.stages must be a list of [epochs >= 1, factor] pairs, got {stages!r}")
-    boundaries = np.cumsum([int(epochs) for epochs, _ in stages])
+        raise LRSchedulerError(f"model.lr_scheduler.stages must be a list of [length >= 1, factor] pairs, got {stages!r}")
+    boundaries = np.cumsum([int(length) for length, _ in stages])
     factors = [float(factor) for _, factor in stages]
 
     def factor(epoch: int) -> float:
@@ -64,6 +73,22 @@ def check_factory(factory: object) -> SchedulerFactory | None:
             f"n_epochs_decay: 50}}; got {factory!r}"
         )
     return factory
+
+
+def split_interval(factory: SchedulerFactory | None) -> tuple[SchedulerFactory | None, str]:
+    """``model.lr_scheduler`` without its ``interval`` key, and that interval (``epoch`` when absent).
+
+    ``interval`` says when the module steps the scheduler, not how the scheduler computes a rate,
+    so it is taken out of the partial before the scheduler is built (no torch scheduler takes it).
+    """
+    interval = "epoch"
+    if isinstance(factory, functools.partial) and "interval" in factory.keywords:
+        keywords = dict(factory.keywords)
+        interval = keywords.pop("interval")
+        factory = functools.partial(factory.func, *factory.args, **keywords)
+    if interval not in INTERVALS:
+        raise LRSchedulerError(f"model.lr_scheduler.interval must be one of {', '.join(INTERVALS)}; got {interval!r}")
+    return factory, interval
 
 
 def make_scheduler(factory: SchedulerFactory, optimizer: Optimizer, name: str) -> LRScheduler:
@@ -84,6 +109,6 @@ def make_scheduler(factory: SchedulerFactory, optimizer: Optimizer, name: str) -
     if isinstance(scheduler, ReduceLROnPlateau):
         raise LRSchedulerError(
             "model.lr_scheduler: ReduceLROnPlateau needs a monitored metric, but schedulers step once per "
-            "epoch without one; choose a scheduler that follows the epoch count"
+            "epoch (or optimiser step) without one; choose a scheduler that follows the epoch or step count"
         )
     return scheduler

@@ -51,19 +51,50 @@ class BackwardGroup:
 
 @dataclass(frozen=True)
 class Phase:
-    """Zero the grads of ``step``, run the backward groups, then step ``step`` in order."""
+    """Zero the grads of ``zero_grad`` (default: ``step``), run the backward groups, then step
+    ``step`` in order; on the iterations ``i`` with ``i % every`` in ``offset`` only (seed 004's
+    "k discriminator steps per generator step", each on its own minibatch; lazy regularisation).
+
+    A phase whose ``zero_grad`` leaves out an optimiser it steps steps on the gradients earlier
+    phases of the iteration accumulated into it (seed 000's loops: gradients of one backward
+    kept across another net's step); a backward group may accumulate into an optimiser that a
+    later phase steps. :func:`parse_schedule` checks that every such gradient is stepped, and
+    that no step sees gradients left over from the previous iteration.
+    """
 
     name: str
     step: tuple[str, ...]
     backward: tuple[BackwardGroup, ...]
+    zero_grad: tuple[str, ...] = ()
+    every: int = 1
+    offset: tuple[int, ...] = (0,)
+
+    def runs_at(self, iteration: int) -> bool:
+        return iteration % self.every in self.offset
 
 
-def _names(value: Any, where: str) -> tuple[str, ...]:
+def _names(value: Any, where: str, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, Sequence) or not value or not all(isinstance(v, str) for v in value):
-        raise ScheduleError(f"{where} must be a non-empty list of names, got {value!r}")
+    if (
+        not isinstance(value, Sequence)
+        or (not value and not allow_empty)
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ScheduleError(f"{where} must be a {'' if allow_empty else 'non-empty '}list of names, got {value!r}")
     return tuple(value)
+
+
+def _known(names: Sequence[str], known: Sequence[str], where: str) -> None:
+    for name in names:
+        if name not in known:
+            raise ScheduleError(f"{where} names unknown optimiser {name!r}; this system has {list(known)}")
+
+
+def _positive_int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ScheduleError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def parse_schedule(
@@ -78,7 +109,7 @@ def parse_schedule(
     """
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise ScheduleError("model.schedule must be a non-empty list of phases")
-    known_optimizers, known_terms = set(optimizer_names), set(term_names)
+    known_terms = set(term_names)
     unknown_weights = set(loss_weights) - known_terms
     if unknown_weights:
         raise ScheduleError(
@@ -89,15 +120,23 @@ def parse_schedule(
     for index, phase in enumerate(raw):
         name = str(phase.get("name", f"phase_{index}"))
         where = f"model.schedule[{index}] ({name})"
-        extra = set(phase) - {"name", "step", "backward"}
+        extra = set(phase) - PHASE_KEYS
         if extra:
-            raise ScheduleError(f"{where} has unknown keys {sorted(extra)}; allowed: name, step, backward")
-        step = _names(phase.get("step"), f"{where}.step")
-        for optimizer in step:
-            if optimizer not in known_optimizers:
-                raise ScheduleError(
-                    f"{where}.step names unknown optimiser {optimizer!r}; this system has {list(optimizer_names)}"
-                )
+            raise ScheduleError(f"{where} has unknown keys {sorted(extra)}; allowed: {', '.join(sorted(PHASE_KEYS))}")
+        step = _names(phase.get("step"), f"{where}.step", allow_empty=True)
+        _known(step, optimizer_names, f"{where}.step")
+        zero_grad = step
+        if phase.get("zero_grad") is not None:
+            zero_grad = _names(phase["zero_grad"], f"{where}.zero_grad", allow_empty=True)
+            _known(zero_grad, optimizer_names, f"{where}.zero_grad")
+        every = _positive_int(phase.get("every", 1), f"{where}.every", 1)
+        raw_offset = phase.get("offset", 0)
+        offsets = raw_offset if isinstance(raw_offset, Sequence) and not isinstance(raw_offset, str) else [raw_offset]
+        offset = tuple(sorted({_positive_int(o, f"{where}.offset", 0) for o in offsets}))
+        if not offset or offset[-1] >= every:
+            raise ScheduleError(
+                f"{where}.offset must be one or more iterations below every ({every}), e.g. 0 or [0, 1]; got {raw_offset!r}"
+            )
         groups_raw = phase.get("backward")
         if not isinstance(groups_raw, Sequence) or isinstance(groups_raw, str) or not groups_raw:
             raise ScheduleError(f"{where}.backward must be a non-empty list of {{terms: [...], into: [...]}}")
@@ -109,15 +148,15 @@ def parse_schedule(
                 if term not in known_terms:
                     raise ScheduleError(f"{group_where} names unknown loss term {term!r}; known: {sorted(known_terms)}")
             into = _names(group["into"], f"{group_where}.into") if group.get("into") is not None else step
-            outside = [o for o in into if o not in step]
-            if outside:
-                raise ScheduleError(
-                    f"{group_where}.into {outside} must be optimisers this phase steps ({list(step)}): "
-                    "gradients for an optimiser that is not stepped would be wiped before its own phase"
-                )
+            if not into:
+                raise ScheduleError(f"{group_where} has no optimiser to put gradients into: give it into: [...]")
+            _known(into, optimizer_names, f"{group_where}.into")
             used_terms.update(terms)
             groups.append(BackwardGroup(terms=terms, into=into))
-        phases.append(Phase(name=name, step=step, backward=tuple(groups)))
+        phases.append(
+            Phase(name=name, step=step, backward=tuple(groups), zero_grad=zero_grad, every=every, offset=offset)
+        )
+    _check_gradient_flow(phases)
     unused = [t for t, w in loss_weights.items() if w and t not in used_terms]
     if unused:
         raise ScheduleError(
@@ -125,6 +164,41 @@ def parse_schedule(
             "add them to a backward group or set their weight to 0"
         )
     return tuple(phases)
+
+
+PHASE_KEYS = frozenset({"name", "step", "backward", "zero_grad", "every", "offset"})
+
+
+def _check_gradient_flow(phases: Sequence[Phase]) -> None:
+    """Every gradient a phase accumulates is stepped by it or by a later phase of the same
+    iteration before anything zeroes it, and no step uses gradients of the previous iteration."""
+    for index, phase in enumerate(phases):
+        where = f"model.schedule[{index}] ({phase.name})"
+        for optimizer in {o for group in phase.backward for o in group.into}:
+            if optimizer in phase.step:
+                continue
+            later = next((p for p in phases[index + 1:] if optimizer in p.step or optimizer in p.zero_grad), None)
+            if later is None or optimizer in later.zero_grad:
+                fate = "never stepped" if later is None else f"wiped by phase {later.name!r}'s zero_grad"
+                raise ScheduleError(
+                    f"{where} puts gradients into {optimizer!r}, which this phase does not step and which are "
+                    f"{fate}: step {optimizer!r} here or in a later phase that leaves it out of zero_grad"
+                )
+            if (later.every, later.offset) != (phase.every, phase.offset):
+                raise ScheduleError(
+                    f"{where} accumulates gradients into {optimizer!r} for phase {later.name!r}, which runs on other "
+                    "iterations (every/offset differ): give both phases the same every and offset"
+                )
+        for optimizer in phase.step:
+            if optimizer in phase.zero_grad:
+                continue
+            earlier = next((p for p in reversed(phases[:index]) if optimizer in p.zero_grad), None)
+            if earlier is None or (earlier.every, earlier.offset) != (phase.every, phase.offset):
+                raise ScheduleError(
+                    f"{where} steps {optimizer!r} without zeroing its gradients, but no earlier phase of the same "
+                    f"iterations zeroes them, so it would step on the previous iteration's gradients: add "
+                    f"{optimizer!r} to this phase's zero_grad or to an earlier phase's"
+                )
 
 
 @dataclass(frozen=True)
@@ -240,6 +314,7 @@ class ScheduleEngine:
         self.phases = tuple(phases)
         self.loss_weights = dict(loss_weights)
         self.on_nonfinite = on_nonfinite
+        self._discarded: set[str] = set()  # optimisers whose gradients a skipped phase dropped this iteration
         self.skipped_steps = 0
         #: the phases skipped in the latest iteration (``on_nonfinite=skip``), for a SkipMonitor
         self.last_skipped: list[SkippedStep] = []
@@ -247,16 +322,19 @@ class ScheduleEngine:
     def run_iteration(self, host: ScheduleHost, results: ForwardResults, iteration: int) -> dict[str, Tensor]:
         """Run every phase in order; return the (detached, unweighted) value of each term computed."""
         self.last_skipped = []
+        self._discarded: set[str] = set()
         logged: dict[str, Tensor] = {}
         for phase in self.phases:
-            self.run_phase(host, phase, results, iteration, logged)
+            if phase.runs_at(iteration):
+                self.run_phase(host, phase, results, iteration, logged)
         return logged
 
     def run_phase(
         self, host: ScheduleHost, phase: Phase, results: ForwardResults, iteration: int, logged: dict[str, Tensor]
     ) -> None:
-        for optimizer_name in phase.step:
+        for optimizer_name in phase.zero_grad:
             host.zero_grad_of(optimizer_name)
+            self._discarded.discard(optimizer_name)
         finite = True
         for group in phase.backward:
             total, values, weighted_values = self._weighted_sum(host, group, results)
@@ -271,12 +349,17 @@ class ScheduleEngine:
                 continue
             host.backward_into(total, host.parameters_of(group.into))
         if not finite:
-            for optimizer_name in phase.step:
+            # drop this phase's gradients, also those meant for later phases, which then skip
+            # those optimisers' steps instead of stepping on part of their gradient
+            dropped = set(phase.step) | {o for group in phase.backward for o in group.into}
+            for optimizer_name in sorted(dropped):
                 host.zero_grad_of(optimizer_name)
+            self._discarded |= dropped
             return
-        for optimizer_name in phase.step:
+        stepped = [name for name in phase.step if name not in self._discarded]
+        for optimizer_name in stepped:
             host.step_optimizer(optimizer_name)
-        results.invalidate(phase.step)
+        results.invalidate(stepped)
 
     def _weighted_sum(
         self, host: ScheduleHost, group: BackwardGroup, results: ForwardResults
