@@ -43,6 +43,7 @@ STEP_ORDERS = {
     "bicycle_seed000_final": SEED000_FINAL,
     "bicycle_seed000_early": ["G", "E", "D_vae", "D_clr"],
     "bicycle_seed000_train2": ["E", "G", "D"],
+    "bicycle_seed000_final_two_steps": ["E", "G", "E", "G", "D_vae", "D_clr"],  # a step-count control
     # the report's lists read as its code does: one step of E and G from accumulated backward calls
     "bicycle_order_a": ["G", "E", "D_vae", "D_clr"],
     "bicycle_order_b": SEED000_FINAL,
