@@ -4,7 +4,10 @@ Reads each job's CSV log (``<job>/csv/metrics.csv``), Hydra overrides and, when 
 evaluation (``<job>/eval/<--eval>/metrics.json`` from ``python -m bicyclegan_pl.evaluate``),
 prints a markdown table of the final metrics per job and writes ``report.md`` and ``report.png``
 (loss curves, one panel per loss term). With ``--group-by +experiment`` jobs that differ only
-in other overrides (seeds) are aggregated: mean ± std per variant, and mean curves.
+in other overrides (seeds) are aggregated: mean ± std per variant, and mean curves; adding
+``--baseline NAME`` compares every other variant with that one, metric by metric (``--compare``):
+the difference of means with its 95 % interval and the p-value of Welch's two-sample t-test, so
+a sentence "X beats Y" can cite an interval rather than two means.
 """
 from __future__ import annotations
 
@@ -124,6 +127,46 @@ def grouped_table(groups: dict[str, list[JobLog]], key: str) -> str:
     return "\n".join(lines)
 
 
+#: the synthetic data's ground-truth metrics, the primary measures of the seed 000 study
+DEFAULT_COMPARED = ("val/mode_coverage", "val/mode_kl", "val/mask_iou", "val/encoded_accuracy")
+
+
+def _final_values(jobs: list[JobLog], key: str) -> list[float]:
+    return [v for job in jobs if (v := job.final(key)) is not None and not math.isnan(v)]
+
+
+def comparison_table(groups: dict[str, list[JobLog]], baseline: str, keys: list[str]) -> str:
+    """Each group against ``baseline``: difference of means (group − baseline), its 95 % Welch
+    interval and the two-sided p-value of Welch's t-test (unequal variances), per metric."""
+    from scipy import stats
+
+    if baseline not in groups:
+        raise KeyError(f"--baseline {baseline!r} is not one of the groups: {', '.join(groups)}")
+    lines = [
+        f"| variant | metric | runs | mean | {baseline} mean | difference (95 % CI) | Welch p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, jobs in groups.items():
+        if name == baseline:
+            continue
+        for key in keys:
+            ours, theirs = _final_values(jobs, key), _final_values(groups[baseline], key)
+            if len(ours) < 2 or len(theirs) < 2:
+                continue  # no spread to test against
+            difference = statistics.mean(ours) - statistics.mean(theirs)
+            if statistics.pvariance(ours) == 0 and statistics.pvariance(theirs) == 0:
+                interval, p_value = f"{difference:.3g} (no spread)", ("1" if difference == 0 else "0")
+            else:
+                test = stats.ttest_ind(ours, theirs, equal_var=False)
+                low, high = test.confidence_interval(0.95)
+                interval, p_value = f"{difference:+.3g} [{low:+.3g}, {high:+.3g}]", f"{test.pvalue:.3g}"
+            lines.append(
+                f"| {name} | {key.split('/', 1)[-1]} | {len(ours)} vs {len(theirs)} | {statistics.mean(ours):.4g} "
+                f"| {statistics.mean(theirs):.4g} | {interval} | {p_value} |"
+            )
+    return "\n".join(lines)
+
+
 def _is_within_run_error(key: str) -> bool:
     name = key.rsplit("/", 1)[-1]
     return "_std" in name or name.endswith("_stderr")
@@ -210,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", default=None, help="an override key, e.g. +experiment: mean ± std over the other overrides")
     parser.add_argument("--eval", default="last-val", help="which <job>/eval/<name>/metrics.json to include (default last-val)")
     parser.add_argument("--smooth", type=int, default=1, help="moving-average window (logged points) for the curves")
+    parser.add_argument("--baseline", default=None, help="with --group-by: compare every group with this one (Welch's t-test)")
+    parser.add_argument(
+        "--compare", nargs="+", default=list(DEFAULT_COMPARED), help="metrics compared with --baseline (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
+    if args.baseline and not args.group_by:
+        print("error: --baseline needs --group-by (the override whose values are the groups)", file=sys.stderr)
+        return 2
     try:
         jobs = [job for folder in args.multirun_dirs for job in find_jobs(folder, args.eval)]
     except FileNotFoundError as error:
@@ -221,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     groups = group_jobs(jobs, args.group_by) if args.group_by else None
     table = markdown_table(jobs)
     if groups is not None:
-        table = grouped_table(groups, args.group_by) + "\n\nPer job:\n\n" + table
+        comparison = ""
+        if args.baseline:
+            try:
+                comparison = "\n\nAgainst the baseline:\n\n" + comparison_table(groups, args.baseline, args.compare)
+            except KeyError as error:
+                print(f"error: {error.args[0]}", file=sys.stderr)
+                return 2
+        table = grouped_table(groups, args.group_by) + comparison + "\n\nPer job:\n\n" + table
     (out / "report.md").write_text(table + "\n")
     plot_losses(jobs, out / "report.png", groups, args.smooth)
     print(table)

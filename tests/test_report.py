@@ -36,3 +36,25 @@ def test_report_groups_seeds_into_mean_and_std_and_includes_evaluations(tmp_path
     per_job = report.split("Per job:")[1]
     assert "eval/kid_std" in per_job.splitlines()[2] and "| 0.01 |" in per_job
     assert (tmp_path / "out" / "report.png").stat().st_size > 5_000
+
+
+def test_baseline_comparison_gives_welch_interval_and_p_value(tmp_path):
+    from scipy import stats
+
+    sweep = tmp_path / "sweep"
+    a, b = [10.0, 12.0, 14.0], [20.0, 21.0, 25.0]
+    for index, fid in enumerate(a):
+        _job(sweep / str(index), ["+experiment=a", f"seed={index}"], [1.0, 0.5], fid=fid)
+    for index, fid in enumerate(b):
+        _job(sweep / str(3 + index), ["+experiment=b", f"seed={index}"], [1.0, 0.5], fid=fid)
+    arguments = [str(sweep), "--group-by", "+experiment", "--out", str(tmp_path / "out"), "--baseline", "a"]
+    assert main([*arguments, "--compare", "eval/fid"]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    [row] = [line for line in report.splitlines() if line.startswith("| b | fid |")]
+    expected = stats.ttest_ind(b, a, equal_var=False)
+    low, high = expected.confidence_interval(0.95)
+    assert f"+10 [{low:+.3g}, {high:+.3g}]" in row  # difference of means 22 - 12, with Welch's interval
+    assert row.endswith(f"| {expected.pvalue:.3g} |") and 0 < low < 10 < high
+    assert "| a | fid |" not in report  # the baseline is not compared with itself
+    assert main([*arguments[:-1], "nope"]) == 2  # an unknown baseline is a message, not a traceback
+    assert main([str(sweep), "--baseline", "a"]) == 2  # needs --group-by
