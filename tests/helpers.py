@@ -148,3 +148,16 @@ class StepRecorder(L.Callback):
 
 def same_gradients(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+class LearningRateRecorder(L.Callback):
+    """The learning rate of every optimiser step of a fit, in order: (optimiser name, lr)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_pre_hook(
+                lambda o, args, kwargs: self.steps.append((o.param_groups[0]["name"], o.param_groups[0]["lr"]))
+            )

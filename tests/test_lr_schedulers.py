@@ -8,7 +8,7 @@ import torch
 
 from bicyclegan_pl.config import user_errors_as_messages
 from bicyclegan_pl.runtime.lr_schedulers import LRSchedulerError
-from tests.helpers import build_model, cpu_trainer, loader, random_batches
+from tests.helpers import LearningRateRecorder, build_model, cpu_trainer, loader, random_batches
 
 
 class InitialRates(L.Callback):
@@ -81,19 +81,6 @@ def test_bad_scheduler_arguments_name_the_key_and_the_optimiser():
         model.configure_optimizers()
 
 
-class StepRates(L.Callback):
-    """The learning rate of every optimiser step of a fit, in order: (optimiser name, lr)."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, float]] = []
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for optimizer in trainer.optimizers:
-            optimizer.register_step_pre_hook(
-                lambda o, args, kwargs: self.steps.append((o.param_groups[0]["name"], o.param_groups[0]["lr"]))
-            )
-
-
 def test_interval_step_counts_each_optimisers_own_steps():
     """`interval: step`: a scheduler steps after each iteration in which its optimiser stepped, so
     with the discriminators' phase on every second iteration (every: 2) they move through the
@@ -102,7 +89,7 @@ def test_interval_step_counts_each_optimisers_own_steps():
         "+model.schedule.1.every=2", "model/lr_scheduler=stages", "model.lr_scheduler.interval=step",
         "model.lr_scheduler.stages=[[1,1.0],[1,0.5],[1,0.25]]",
     )
-    recorder = StepRates()
+    recorder = LearningRateRecorder()
     trainer = cpu_trainer(max_epochs=2, callbacks=[recorder])
     trainer.fit(model, train_dataloaders=loader(random_batches(4, 2)))
     by_name = {name: [lr for stepped, lr in recorder.steps if stepped == name] for name in ("G", "E", "D_vae", "D_clr")}

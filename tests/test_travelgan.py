@@ -2,13 +2,12 @@
 locally, CLIP kept frozen and out of checkpoints, and the experiment configs."""
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from tests.cli import run_train
-from tests.helpers import StepRecorder, build_model, clone, cpu_trainer, loader, random_batches
+from tests.helpers import LearningRateRecorder, StepRecorder, build_model, clone, cpu_trainer, loader, random_batches
 
 SMALL = (
     "model=travelgan",
@@ -230,19 +229,6 @@ def test_cliptravelgan_monet_stages_learning_rates_in_steps_as_the_notebook(tiny
     assert [o.param_groups[0]["lr"] for o in optimizers] == pytest.approx([1e-4, 2e-4])  # step 9,800
 
 
-class LearningRates(L.Callback):
-    """The learning rate of every optimiser step of a fit, in order: (optimiser name, lr)."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, float]] = []
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for optimizer in trainer.optimizers:
-            optimizer.register_step_pre_hook(
-                lambda o, args, kwargs: self.steps.append((o.param_groups[0]["name"], o.param_groups[0]["lr"]))
-            )
-
-
 def test_cliptravelgan_monet_counts_stages_in_steps_through_a_resume_and_stops_after_19600_g_steps(
     tiny_clip_dir, tmp_path
 ):
@@ -252,13 +238,13 @@ def test_cliptravelgan_monet_counts_stages_in_steps_through_a_resume_and_stops_a
     overrides = (*MONET, f"model.siamese.model={tiny_clip_dir}", "model.lr_scheduler.stages=[[1,1.0],[1,0.5],[1,0.15]]")
     batches = loader(random_batches(2, 4, size=32, input_nc=3))  # two iterations per epoch
     model, cfg = build_model(*overrides, tiny=False)
-    first = LearningRates()
+    first = LearningRateRecorder()
     trainer = cpu_trainer(max_steps=4, max_epochs=10, callbacks=[first])
     trainer.fit(model, train_dataloaders=batches)
     assert model.iteration == 2 and trainer.global_step == 4  # G and D each stepped twice
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     resumed, _ = build_model(*overrides, tiny=False)
-    second = LearningRates()
+    second = LearningRateRecorder()
     cpu_trainer(max_steps=6, max_epochs=10, callbacks=[second]).fit(
         resumed, train_dataloaders=batches, ckpt_path=tmp_path / "last.ckpt"
     )
