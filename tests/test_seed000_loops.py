@@ -158,7 +158,7 @@ def test_config_reproduces_the_seeds_loop_bit_for_bit(experiment):
     model, cfg = build_model(f"+experiment={experiment}", NO_DROPOUT)
     nets = [clone(net) for net in model.optimizer_groups().values()]
     before = [clone(net) for net in nets]
-    batches = random_batches(3, batch_size=4, size=cfg.data.crop_size, seed=1)
+    batches = random_batches(3, batch_size=2, size=cfg.data.crop_size, seed=1)
     recorder = StepRecorder()
     cpu_trainer(limit_train_batches=3, callbacks=[recorder]).fit(model, train_dataloaders=loader(batches))
     loop, order = LOOPS[experiment]
