@@ -5,8 +5,8 @@
 # the metrics callback after the last epoch; every variant compared with the seed's final loop by
 # Welch's t-test (difference of means, 95 % interval, p). Run from the repository root:
 #   bash experiments/seed000_ablation/run_loops.sh
-# 33 runs of about twice the main job's cost each (batch 8 on both branches): plan on 8-9 hours on
-# 2 CPU cores (two halves side by side, one thread each); a GPU takes minutes.
+# 33 runs of 8-16 minutes each with one thread (the pilot of 2026-11-30; the two-step configs cost
+# more): about 3 hours on 2 CPU cores (two halves side by side); a GPU takes minutes.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
