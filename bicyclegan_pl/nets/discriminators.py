@@ -12,6 +12,11 @@ from bicyclegan_pl.nets.layers import get_norm_layer
 MAX_CHANNEL_MULTIPLIER = 8
 
 
+def first_block(input_nc: int, ndf: int) -> list[nn.Module]:
+    """The pix2pix discriminators' first block: a stride-2 4x4 conv without norm, LeakyReLU(0.2)."""
+    return [nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+
+
 class PatchDiscriminator(nn.Module):
     """PatchGAN: a map of real/fake scores, each for one receptive field (70x70 with n_layers=3).
 
@@ -26,10 +31,7 @@ class PatchDiscriminator(nn.Module):
             raise ValueError(f"n_layers must be at least 1; got {n_layers}")
         norm_layer = get_norm_layer(norm)
         use_bias = norm != "batch"
-        layers: list[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
+        layers = first_block(input_nc, ndf)
         multiplier = 1
         for n in range(1, n_layers + 1):  # the last of these keeps the resolution (stride 1)
             previous, multiplier = multiplier, min(2**n, MAX_CHANNEL_MULTIPLIER)
@@ -106,10 +108,7 @@ class GlobalDiscriminator(nn.Module):
         self.image_size = image_size
         norm_layer = get_norm_layer(norm)
         use_bias = norm != "batch"
-        layers: list[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
+        layers = first_block(input_nc, ndf)
         multiplier = 1
         for n in range(1, n_layers):
             previous, multiplier = multiplier, min(2**n, MAX_CHANNEL_MULTIPLIER)
