@@ -21,7 +21,7 @@ FAMILIES: tuple[str, ...] = ("ellipse", "rectangle", "rounded_rectangle", "trian
 # Objects are kept this far (in [-1, 1] units) from the image border, so the outline is
 # always closed and inside the image, even at 32 px.
 _BORDER_MARGIN = 0.12
-_RADIUS_RANGE = (0.45, 0.78)
+RADIUS_RANGE = (0.45, 0.78)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def draw_object(generator: torch.Generator) -> ObjectSpec:
     caller draws afterwards from `generator` does not depend on the shape family."""
     u = torch.rand(8, generator=generator, dtype=torch.float64).tolist()
     family = FAMILIES[min(int(u[0] * len(FAMILIES)), len(FAMILIES) - 1)]
-    radius = _RADIUS_RANGE[0] + u[1] * (_RADIUS_RANGE[1] - _RADIUS_RANGE[0])
+    radius = RADIUS_RANGE[0] + u[1] * (RADIUS_RANGE[1] - RADIUS_RANGE[0])
     reach = 1.0 - _BORDER_MARGIN - radius  # the centre may move this far from the middle
     center = ((2.0 * u[2] - 1.0) * reach, (2.0 * u[3] - 1.0) * reach)
     rotation = u[4] * 2.0 * math.pi

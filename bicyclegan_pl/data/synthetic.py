@@ -9,6 +9,8 @@ white. The ground truth is therefore exactly known: every input has K correct ou
 Unpaired (flat -> striped, for CycleGAN-style systems): domain A shows objects with a flat
 fill, domain B independently drawn objects with a striped fill and a dark outline.
 
+Every item is described in words by its ground truth (`attributes`, `data.captions`).
+
 Every item is a pure function of (seed, split, index): it is drawn from its own
 `torch.Generator`, so it does not depend on worker processes, access order or other items.
 Train and val draw from different streams, so the splits never share an object.
@@ -21,7 +23,8 @@ import zlib
 import torch
 from torch.utils.data import Dataset
 
-from bicyclegan_pl.data.appearance import appearance_palette, paint
+from bicyclegan_pl.data.appearance import PALETTE_NAMES, appearance_palette, paint
+from bicyclegan_pl.data.captions import ObjectAttributes, object_attributes
 from bicyclegan_pl.data.shapes import ObjectSpec, draw_object, local_coordinates, outline, outline_width, render_mask
 
 SPLITS = ("train", "val")
@@ -69,6 +72,24 @@ def edge_image(mask: torch.Tensor, channels: int) -> torch.Tensor:
     return (1.0 - 2.0 * edges).repeat(channels, 1, 1)
 
 
+def flat_image(spec: ObjectSpec, colour: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The object filled with `colour` (3,) on white: (3, H, W) in [-1, 1]."""
+    return paint(render_mask(spec, image_size), colour)
+
+
+def striped_image(spec: ObjectSpec, colour: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The object filled with stripes of `colour` and a darker shade, with a dark outline, on
+    white (the unpaired set's domain B): (3, H, W) in [-1, 1]."""
+    mask = render_mask(spec, image_size)
+    x, _ = local_coordinates(spec, image_size)  # stripes turn with the object
+    dark_band = (torch.floor(x / (_STRIPE_PERIOD / 2)).remainder(2) == 1).unsqueeze(0)
+    dark = (colour + 1.0) * _STRIPE_DARKNESS - 1.0
+    fill = torch.where(dark_band, dark.view(3, 1, 1), colour.view(3, 1, 1))
+    image = mask * fill + (1.0 - mask)
+    edges = outline(mask, outline_width(image_size))
+    return image * (1.0 - edges) - edges  # outline pixels are -1 (black)
+
+
 class SyntheticPairedDataset(Dataset):
     """Outline -> filled object, K equally likely appearances per outline.
 
@@ -106,6 +127,11 @@ class SyntheticPairedDataset(Dataset):
         spec = draw_object(generator)
         appearance = int(torch.randint(self.num_appearances, (), generator=generator))
         return spec, appearance
+
+    def attributes(self, index: int) -> ObjectAttributes:
+        """The ground truth of item `index`'s target B, as its captions name it."""
+        spec, appearance = self.sample(index)
+        return object_attributes(spec, PALETTE_NAMES[appearance], "plain")
 
     def targets(self, index: int) -> torch.Tensor:
         """All K correct outputs for item `index`'s input, (K, 3, H, W): entry k is the
@@ -153,26 +179,26 @@ class SyntheticUnpairedDataset(Dataset):
     def __len__(self) -> int:
         return self.num_items
 
-    def _draw(self, domain: str, index: int) -> tuple[ObjectSpec, torch.Tensor]:
-        generator = item_generator(self.seed, f"unpaired_{domain}/{self.split}", index)
+    def sample(self, domain: str, index: int) -> tuple[ObjectSpec, int]:
+        """The object and colour id of item `index` of domain A or B, without rendering."""
+        if domain not in ("A", "B"):
+            raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
+        generator = item_generator(self.seed, f"unpaired_{domain}/{self.split}", _check_index(index, len(self)))
         spec = draw_object(generator)
-        colour = self.palette[int(torch.randint(self.num_appearances, (), generator=generator))]
-        return spec, colour
+        return spec, int(torch.randint(self.num_appearances, (), generator=generator))
+
+    def attributes(self, domain: str, index: int) -> ObjectAttributes:
+        """The ground truth of item `index` of a domain (A plain, B striped), as its captions name it."""
+        spec, colour = self.sample(domain, index)
+        return object_attributes(spec, PALETTE_NAMES[colour], "plain" if domain == "A" else "striped")
 
     def _flat(self, index: int) -> torch.Tensor:
-        spec, colour = self._draw("A", index)
-        return paint(render_mask(spec, self.image_size), colour)
+        spec, colour = self.sample("A", index)
+        return flat_image(spec, self.palette[colour], self.image_size)
 
     def _striped(self, index: int) -> torch.Tensor:
-        spec, colour = self._draw("B", index)
-        mask = render_mask(spec, self.image_size)
-        x, _ = local_coordinates(spec, self.image_size)  # stripes turn with the object
-        dark_band = (torch.floor(x / (_STRIPE_PERIOD / 2)).remainder(2) == 1).unsqueeze(0)
-        dark = (colour + 1.0) * _STRIPE_DARKNESS - 1.0
-        fill = torch.where(dark_band, dark.view(3, 1, 1), colour.view(3, 1, 1))
-        image = mask * fill + (1.0 - mask)
-        edges = outline(mask, outline_width(self.image_size))
-        return image * (1.0 - edges) - edges  # outline pixels are -1 (black)
+        spec, colour = self.sample("B", index)
+        return striped_image(spec, self.palette[colour], self.image_size)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         index = _check_index(index, len(self))
