@@ -73,3 +73,23 @@ def render_guidance_grid(
             canvas.paste(picture.resize((size, size), Image.NEAREST), (left, top + LINE))
             draw.text((left + 2, top + LINE + size + 1), label, fill="black")
     return canvas
+
+
+def render_labelled_images(
+    images: Tensor, labels: Sequence[str], correct: Sequence[bool], columns: int = 8, padding: int = 4
+) -> Image.Image:
+    """Images (N, C, H, W) in [-1, 1], each with a label below it, black when ``correct`` and red
+    when not (a classifier's reading of held-out images)."""
+    pictures = [_to_pil(image) for image in images]
+    size = pictures[0].width
+    rows = -(-len(pictures) // columns)
+    cell_width = max(size, 6 * max((len(label) for label in labels), default=0) + 4)
+    cell_height = size + LINE + padding
+    canvas = Image.new("RGB", (padding + columns * (cell_width + padding), padding + rows * cell_height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (picture, label, ok) in enumerate(zip(pictures, labels, correct)):
+        left = padding + (index % columns) * (cell_width + padding)
+        top = padding + (index // columns) * cell_height
+        canvas.paste(picture, (left + (cell_width - size) // 2, top))
+        draw.text((left + 2, top + size + 1), label, fill="black" if ok else "red")
+    return canvas

@@ -44,13 +44,16 @@ SMALL_CYCLEGAN = (
 )
 
 
-def compose_config(*overrides: str, tiny: bool = True) -> DictConfig:
-    """The config a user gets from `python -m bicyclegan_pl.train <overrides>` (hydra paths filled in)."""
+def compose_config(
+    *overrides: str, tiny: bool = True, config_name: str = "train", output_dir: str = "/tmp/unused"
+) -> DictConfig:
+    """The config a user gets from `python -m bicyclegan_pl.train <overrides>` (hydra paths filled
+    in; ``config_name``: another root config, e.g. clip_pretrain, with ``tiny=False``)."""
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*overrides, *(TINY_NETS if tiny else [])], return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=[*overrides, *(TINY_NETS if tiny else [])], return_hydra_config=True)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = "/tmp/unused"
+        cfg.hydra.runtime.output_dir = output_dir
         cfg.hydra.runtime.cwd = str(Path(CONF_DIR).parent)
     # resolve ${hydra:...} now, then drop the hydra node as a real run does
     from hydra.core.hydra_config import HydraConfig

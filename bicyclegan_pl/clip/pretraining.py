@@ -1,0 +1,173 @@
+"""A small CLIP for the synthetic world, built and trained through transformers' own classes.
+
+The result is a folder written by ``save_pretrained`` (``CLIPModel``, ``CLIPTokenizer``,
+``CLIPImageProcessor``), so it loads with ``clip.model=<folder>`` through exactly the code path a
+downloaded CLIP takes (``clip.loading``). Its tokenizer is a CLIP BPE trained with the
+``tokenizers`` library on the captions' words plus every single character, so caption words are
+one token each and any other text still tokenizes (spelled out).
+
+:class:`ClipPretraining` is a plain Lightning module with automatic optimisation: one optimiser
+and one loss (CLIP's symmetric contrastive loss, transformers' ``return_loss=True``) have no
+training order to configure, so the schedule engine of the translation systems has nothing to add.
+"""
+from __future__ import annotations
+
+import string
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from bicyclegan_pl.clip.loading import ClipModel, preprocess_from
+from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
+from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary
+
+#: OpenAI CLIP's normalisation, kept so the small CLIP's folder reads like a real one
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_CHARACTERS = string.ascii_lowercase + string.digits + ".,!?'-"
+
+
+def build_tokenizer(max_length: int = 32):
+    """A ``CLIPTokenizer`` whose BPE merges spell every caption word as one token."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.normalizer = normalizers.Lowercase()
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=["<|startoftext|>", "<|endoftext|>"], end_of_word_suffix="</w>",
+        initial_alphabet=list(_CHARACTERS), show_progress=False,
+    )
+    # every caption word many times (so each becomes a token), every character once as a word of
+    # its own (so "x</w>" exists and no text falls outside the vocabulary)
+    corpus = [" ".join(caption_vocabulary())] * 20 + [" ".join(_CHARACTERS)]
+    bpe.train_from_iterator(corpus, trainer)
+    with tempfile.TemporaryDirectory(prefix="clip_tokenizer_") as folder:
+        vocab, merges = bpe.model.save(folder)
+        return CLIPTokenizer(vocab, merges, model_max_length=max_length)
+
+
+def build_image_processor(image_size: int):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
+    )
+
+
+def build_clip_model(
+    vocab_size: int,
+    image_size: int = 64,
+    patch_size: int = 8,
+    vision_width: int = 128,
+    vision_layers: int = 4,
+    text_width: int = 128,
+    text_layers: int = 3,
+    heads: int = 4,
+    projection_dim: int = 64,
+    max_length: int = 32,
+    seed: int = 0,
+):
+    """A randomly initialised ``CLIPModel`` (seeded): a ViT and a text transformer of the given sizes."""
+    from transformers import CLIPConfig, CLIPModel
+
+    if image_size % patch_size:
+        raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=vocab_size, hidden_size=text_width, intermediate_size=4 * text_width,
+            num_hidden_layers=text_layers, num_attention_heads=heads, max_position_embeddings=max_length,
+            bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=image_size, patch_size=patch_size, hidden_size=vision_width,
+            intermediate_size=4 * vision_width, num_hidden_layers=vision_layers, num_attention_heads=heads,
+        ),
+        projection_dim=projection_dim,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CLIPModel(config)
+
+
+class ClipPretraining(L.LightningModule):
+    """Contrastive training of a ``CLIPModel`` on image–caption batches; zero-shot accuracy per
+    attribute (``zero_shot/<attribute>``) on the validation images after each validation."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        image_processor: Any,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        warmup_steps: int = 100,
+        total_steps: int = 2000,
+    ) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+        self.preprocess = preprocess_from(image_processor)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        self._validation: dict[str, list[Tensor]] = {}
+        #: the zero-shot accuracies of the last validation: attribute -> fraction correct, and per value
+        self.zero_shot: dict[str, float] = {}
+        self.zero_shot_per_value: dict[str, dict[str, float]] = {}
+
+    def as_clip(self) -> ClipModel:
+        """The model in training, behind the interface every CLIP user here takes."""
+        return ClipModel(model=self.model, tokenizer=self.tokenizer, preprocess=self.preprocess, name="in training")
+
+    def _tokens(self, captions: list[str]) -> dict[str, Tensor]:
+        tokens = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        return {key: value.to(self.device) for key, value in tokens.items()}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        output = self.model(**self._tokens(list(batch["caption"])), pixel_values=self.preprocess(batch["image"]),
+                            return_loss=True)
+        self.log("train/loss", output.loss, prog_bar=True)
+        self.log("train/logit_scale", self.model.logit_scale.exp().detach())
+        return output.loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation = {"images": [], **{name: [] for name in ATTRIBUTES}}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._validation["images"].append(self.as_clip().encode_images(batch["image"]).cpu())
+        for name in ATTRIBUTES:
+            self._validation[name].append(batch[name].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        embeddings = torch.cat(self._validation.pop("images"))
+        labels = {name: torch.cat(values) for name, values in self._validation.items()}
+        self.zero_shot = zero_shot_accuracy(self.as_clip(), embeddings, labels)
+        self.zero_shot_per_value = per_value_accuracy(self.as_clip(), embeddings, labels)
+        for name, accuracy in self.zero_shot.items():
+            self.log(f"zero_shot/{name}", accuracy, prog_bar=name in ("colour", "family"))
+
+    def configure_optimizers(self):
+        from transformers import get_cosine_schedule_with_warmup
+
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr, betas=(0.9, 0.98), eps=1e-6,  # CLIP's Adam settings
+        )
+        scheduler = get_cosine_schedule_with_warmup(optimizer, self.warmup_steps, self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write model, tokenizer and image processor with ``save_pretrained`` (what ``load_clip`` reads)."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+        return folder

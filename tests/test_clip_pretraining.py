@@ -1,0 +1,109 @@
+"""The small CLIP of the synthetic world: its tokenizer, its training through the real command, and
+its folder loading through the same loader as a hub id."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from bicyclegan_pl.clip import load_clip
+from bicyclegan_pl.clip.pretrain import PretrainSettingError, pretrain
+from bicyclegan_pl.clip.pretraining import build_tokenizer
+from bicyclegan_pl.clip.siamese import ClipImageEmbedder
+from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
+from bicyclegan_pl.data.captioned import SyntheticCaptionDataset
+from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary, named_attributes
+from tests.helpers import compose_config
+
+TINY_PRETRAINING = [
+    "data.image_size=32", "data.render_sizes=[32]", "data.train_size=512", "data.val_size=64",
+    "data.batch_size=32", "data.num_workers=0",
+    "model.patch_size=8", "model.vision_width=32", "model.vision_layers=1", "model.text_width=32",
+    "model.text_layers=1", "model.heads=2", "model.projection_dim=16",
+    "optimizer.warmup_steps=2", "optimizer.lr=2e-3",
+    "trainer.max_steps=40", "trainer.val_check_interval=20", "trainer.log_every_n_steps=1",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+]
+
+
+def _config(tmp_path, *overrides):
+    return compose_config(
+        *TINY_PRETRAINING, f"out_dir={tmp_path / 'clip'}", *overrides,
+        tiny=False, config_name="clip_pretrain", output_dir=str(tmp_path / "run"),
+    )
+
+
+def test_tokenizer_spells_caption_words_as_one_token_and_any_text_without_unknowns():
+    tokenizer = build_tokenizer(max_length=16)
+    for word in caption_vocabulary():
+        assert tokenizer.tokenize(word) == [word + "</w>"]
+    ids = tokenizer("a purple dog, 42!")["input_ids"]
+    inner = ids[1:-1]
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in inner and len(inner) > 5  # unknown words come out letter by letter
+    assert len(tokenizer(["word " * 40], truncation=True)["input_ids"][0]) == 16
+
+
+class _OracleClip:
+    """A 'CLIP' whose text embedding of a prompt is the one-hot of the value it names."""
+
+    def encode_text(self, prompts):
+        vectors = torch.zeros(len(prompts), 8)
+        for row, prompt in enumerate(prompts):
+            name, value = next(iter(named_attributes(prompt).items()))
+            vectors[row, ATTRIBUTES[name].index(value)] = 1.0
+        return vectors
+
+
+def test_zero_shot_accuracy_is_the_fraction_whose_prompt_is_nearest():
+    truth = torch.tensor([0, 1, 2, 3, 5])
+    embeddings = torch.nn.functional.one_hot(truth, 8).float()
+    labels = {"colour": truth}
+    assert zero_shot_accuracy(_OracleClip(), embeddings, labels) == {"colour": 1.0}
+    wrong = torch.nn.functional.one_hot(torch.tensor([1, 1, 2, 0, 0]), 8).float()
+    assert zero_shot_accuracy(_OracleClip(), wrong, labels)["colour"] == pytest.approx(2 / 5)
+    # per value: red (0) read as green, green right, blue right, yellow read as red, cyan read as red
+    assert per_value_accuracy(_OracleClip(), wrong, labels)["colour"] == {
+        "red": 0.0, "green": 1.0, "blue": 1.0, "yellow": 0.0, "cyan": 0.0,
+    }
+
+
+def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_loader_reads(tmp_path):
+    report = pretrain(_config(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    losses = [float(row["train/loss"]) for row in rows if row.get("train/loss")]
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8 - 0.2  # ln(32) = 3.47 at the start
+    assert report["steps"] == 40 and not report["interrupted"]
+    assert set(report["zero_shot_accuracy"]) == set(ATTRIBUTES)
+    folder = tmp_path / "clip"
+    assert json.loads((folder / "zero_shot.json").read_text())["zero_shot_accuracy"] == report["zero_shot_accuracy"]
+    assert (folder / "zero_shot.png").is_file() and (tmp_path / "run" / "clip" / "config.json").is_file()
+
+    clip = load_clip(str(folder))  # the user's path: clip.model=<folder>, offline
+    assert clip.preprocess.resize == 32 and clip.preprocess.crop == 32
+    text = clip.encode_text(["a green object", "a red star"])
+    assert text.shape == (2, 16) and torch.allclose(text.norm(dim=1), torch.ones(2))
+    # the reloaded CLIP reads the held-out images as the one in training did
+    val = SyntheticCaptionDataset(64, image_size=32, render_sizes=(32,), split="val")
+    items = [val[index] for index in range(len(val))]
+    with torch.no_grad():
+        embeddings = clip.encode_images(torch.stack([item["image"] for item in items]))
+    labels = {name: torch.stack([item[name] for item in items]) for name in ATTRIBUTES}
+    reloaded = zero_shot_accuracy(clip, embeddings, labels)
+    assert reloaded == pytest.approx(report["zero_shot_accuracy"], abs=1 / 64)
+    # CLIPTraVeLGAN's Siamese space takes the same folder (model.siamese.model=<folder>): its
+    # projected image embedding is the one the CLIP above computes
+    siamese = ClipImageEmbedder.load(str(folder), output="image_embeds", resize=None)
+    projected = siamese(torch.stack([item["image"] for item in items[:4]]))
+    assert torch.allclose(projected / projected.norm(dim=1, keepdim=True), embeddings[:4], atol=1e-5)
+
+
+def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
+    (tmp_path / "clip").mkdir()
+    with pytest.raises(PretrainSettingError, match="overwrite=true"):
+        pretrain(_config(tmp_path, "overwrite=false"))
+    with pytest.raises(PretrainSettingError, match="max_steps"):
+        pretrain(_config(tmp_path, "trainer.max_steps=0"))
