@@ -29,6 +29,7 @@ from bicyclegan_pl.clip import ClipScorer, PromptError, load_clip
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.errors import BadImageError
 from bicyclegan_pl.data.images import IMAGE_EXTENSIONS, image_files, open_rgb
+from bicyclegan_pl.data.synthetic import item_generator
 from bicyclegan_pl.data.transforms import paired_transform, to_image
 from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.guidance import GuidanceResult, optimize, rank, rank_then_optimize
@@ -116,8 +117,14 @@ def guide_inputs(cfg: DictConfig, data: dict[str, Any]) -> tuple[list[GuideInput
     return inputs, datamodule.palette if all(item.mask is not None for item in inputs) else None
 
 
-def run_method(cfg: DictConfig, generate, scorer, nz: int, device: torch.device, progress) -> GuidanceResult:
-    generator = torch.Generator().manual_seed(int(cfg.seed))
+def input_generator(seed: int, name: str, stream: str = "search") -> torch.Generator:
+    """The random codes of one input: a function of (seed, the input's name, stream), so each input
+    draws its own codes (independent trials for text control) whatever its place in the folder."""
+    return item_generator(seed, f"guide/{stream}/{name}", 0)
+
+
+def run_method(cfg: DictConfig, generate, scorer, nz: int, device: torch.device, progress, name: str) -> GuidanceResult:
+    generator = input_generator(int(cfg.seed), name)
     options = cfg.optimize
     optimize_options = dict(
         steps=options.steps, lr=options.lr, prior_weight=options.prior_weight,
@@ -197,7 +204,7 @@ def guide(cfg: DictConfig) -> list[dict[str, Any]]:
         def generate(z: Tensor, source: Tensor = source) -> Tensor:
             return model.generate(source.expand(len(z), -1, -1, -1), z)
 
-        result = run_method(cfg, generate, scorer, model.latent_size, device, bar.update)
+        result = run_method(cfg, generate, scorer, model.latent_size, device, bar.update, item.name)
         grid = render_guidance_grid(source[0].cpu(), scorer.names, result.images.cpu(), result.scores)
         grid.save(out_dir / f"{item.name}.png")
         summary = {
@@ -215,7 +222,7 @@ def guide(cfg: DictConfig) -> list[dict[str, Any]]:
         if text_control is not None and text_control.measurable and item.mask is not None:
             baseline = random_outputs(
                 generate, model.latent_size, int(cfg.text_control.random_samples),
-                torch.Generator().manual_seed(int(cfg.seed) + 1), device,
+                input_generator(int(cfg.seed), item.name, "baseline"), device,
             )
             text_control.add(result.images[: len(prompts)].cpu(), baseline.cpu(), item.mask)
     bar.close()

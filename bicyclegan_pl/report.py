@@ -1,7 +1,8 @@
 """Summarise multiruns: ``python -m bicyclegan_pl.report <multirun dir>... [--group-by KEY] [--out DIR]``.
 
 Reads each job's CSV log (``<job>/csv/metrics.csv``), Hydra overrides and, when present, its
-evaluation (``<job>/eval/<--eval>/metrics.json`` from ``python -m bicyclegan_pl.evaluate``),
+evaluation (``<job>/eval/<--eval>/metrics.json`` from ``python -m bicyclegan_pl.evaluate``) or,
+for a multirun of ``guide val_inputs=N``, its ``text_control.json`` (``eval/text_best`` ...),
 prints a markdown table of the final metrics per job and writes ``report.md`` and ``report.png``
 (loss curves, one panel per loss term). With ``--group-by +experiment`` jobs that differ only
 in other overrides (seeds) are aggregated: mean ± std per variant, and mean curves; adding
@@ -62,13 +63,34 @@ def read_evaluation(job_dir: Path, name: str) -> dict[str, float]:
     return values
 
 
+def read_text_control(job_dir: Path) -> dict[str, float]:
+    """A guide job's ``text_control.json`` (``guide val_inputs=N``) as evaluation values, averaged
+    over its colour prompts: ``eval/text_best`` (the best output shows the named colour),
+    ``eval/text_top_k``, ``eval/text_random_z`` and ``eval/text_chance``."""
+    path = job_dir / "text_control.json"
+    if not path.is_file():
+        return {}
+    rows = [row for row in json.loads(path.read_text())["prompts"] if "top1" in row]
+    if not rows:
+        return {}
+    columns = {"text_best": "top1", "text_top_k": "top_k", "text_random_z": "random_z", "text_chance": "chance"}
+    return {f"eval/{name}": statistics.mean(row[key] for row in rows) for name, key in columns.items()}
+
+
 def read_job(job_dir: Path, evaluation: str = "last-val") -> JobLog | None:
+    """A training job (``csv/metrics.csv``, plus its evaluation) or a guide job (``text_control.json``)."""
     metrics_file = job_dir / "csv" / "metrics.csv"
-    if not metrics_file.is_file():
+    text_control = read_text_control(job_dir)
+    if not metrics_file.is_file() and not text_control:
         return None
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    job = JobLog(path=job_dir, overrides=[str(o) for o in overrides or []], evaluation=read_evaluation(job_dir, evaluation))
+    job = JobLog(
+        path=job_dir, overrides=[str(o) for o in overrides or []],
+        evaluation={**read_evaluation(job_dir, evaluation), **text_control},
+    )
+    if not metrics_file.is_file():
+        return job
     with metrics_file.open(newline="") as handle:
         for row in csv.DictReader(handle):
             step = int(float(row.get("step") or 0))
@@ -86,19 +108,27 @@ def read_job(job_dir: Path, evaluation: str = "last-val") -> JobLog | None:
 def find_jobs(root: Path, evaluation: str = "last-val") -> list[JobLog]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; pass the multirun folder (multirun/<name>/<time>)")
-    jobs = [
-        job for metrics in sorted(root.rglob("csv/metrics.csv")) if (job := read_job(metrics.parent.parent, evaluation))
-    ]
+    folders = {metrics.parent.parent for metrics in root.rglob("csv/metrics.csv")}
+    folders |= {found.parent for found in root.rglob("text_control.json")}
+    jobs = [job for folder in sorted(folders) if (job := read_job(folder, evaluation))]
     if not jobs:
-        raise FileNotFoundError(f"no job under {root} has a csv/metrics.csv log (was the csv logger enabled?)")
+        raise FileNotFoundError(
+            f"no job under {root} has a csv/metrics.csv log (was the csv logger enabled?) or a guide text_control.json"
+        )
     return sorted(jobs, key=lambda j: (len(j.path.name), j.path.name))
 
 
 def group_jobs(jobs: list[JobLog], key: str) -> dict[str, list[JobLog]]:
-    """Jobs by the value of one override (in order of first appearance)."""
+    """Jobs by the value of one override (in order of first appearance); ``key`` may list several,
+    ``method,rank.num_samples``: a group is then named ``method=rank rank.num_samples=8``."""
+    keys = key.split(",")
     groups: dict[str, list[JobLog]] = {}
     for job in jobs:
-        groups.setdefault(job.override(key) or "(default)", []).append(job)
+        if len(keys) == 1:
+            name = job.override(key) or "(default)"
+        else:
+            name = " ".join(f"{k}={value}" for k in keys if (value := job.override(k)) is not None) or "(default)"
+        groups.setdefault(name, []).append(job)
     return groups
 
 
@@ -250,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("multirun_dirs", type=Path, nargs="+", help="one or more multirun folders")
     parser.add_argument("--out", type=Path, default=None, help="where to write report.md/png (default: the first multirun dir)")
-    parser.add_argument("--group-by", default=None, help="an override key, e.g. +experiment: mean ± std over the other overrides")
+    parser.add_argument(
+        "--group-by", default=None,
+        help="an override key, e.g. +experiment, or several comma-separated: mean ± std over the other overrides",
+    )
     parser.add_argument("--eval", default="last-val", help="which <job>/eval/<name>/metrics.json to include (default last-val)")
     parser.add_argument("--smooth", type=int, default=1, help="moving-average window (logged points) for the curves")
     parser.add_argument("--baseline", default=None, help="with --group-by: compare every group with this one (Welch's t-test)")
@@ -280,9 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         table = grouped_table(groups, args.group_by) + comparison + "\n\nPer job:\n\n" + table
     (out / "report.md").write_text(table + "\n")
-    plot_losses(jobs, out / "report.png", groups, args.smooth)
     print(table)
-    print(f"\nwrote {out / 'report.md'} and {out / 'report.png'}")
+    if any(job.series for job in jobs):
+        plot_losses(jobs, out / "report.png", groups, args.smooth)
+        print(f"\nwrote {out / 'report.md'} and {out / 'report.png'}")
+    else:  # guide jobs: no training curves
+        print(f"\nwrote {out / 'report.md'}")
     return 0
 
 

@@ -93,13 +93,18 @@ def test_ranking_with_a_trained_tiny_clip_picks_the_named_colour_far_above_rando
         assert row["top1"] >= 0.9 and row["random_z"] < 0.45, row
 
 
-def test_guide_measures_text_control_on_validation_inputs(tmp_path, tiny_clip_dir):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("text_control") / "run"
     trained = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", "callbacks.metrics=null", f"hydra.run.dir={run_dir}")
     assert trained.returncode == 0, trained.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_guide_measures_text_control_on_validation_inputs(tmp_path, tiny_clip_dir, tiny_checkpoint):
     out_dir = tmp_path / "guide"
     result = run_train(
-        f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "val_inputs=3", "prompt=[a red object,a purple thing]",
+        f"ckpt={tiny_checkpoint}", "val_inputs=3", "prompt=[a red object,a purple thing]",
         "rank.num_samples=6", "top_k=2", "text_control.random_samples=5", f"clip.model={tiny_clip_dir}",
         f"out_dir={out_dir}", module="bicyclegan_pl.guide",
     )
@@ -113,7 +118,34 @@ def test_guide_measures_text_control_on_validation_inputs(tmp_path, tiny_clip_di
     assert sorted(path.name for path in out_dir.glob("val_*.png")) == ["val_0000.png", "val_0001.png", "val_0002.png"]
 
     both = run_train(
-        f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "val_inputs=2", f"input={out_dir}", "prompt=red",
+        f"ckpt={tiny_checkpoint}", "val_inputs=2", f"input={out_dir}", "prompt=red",
         f"clip.model={tiny_clip_dir}", f"out_dir={tmp_path / 'again'}", module="bicyclegan_pl.guide",
     )
     assert both.returncode == 2 and "give one of them" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_report_summarises_a_guide_multirun_per_setting(tmp_path, tiny_clip_dir, tiny_checkpoint):
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        "-m", f"ckpt={tiny_checkpoint}", "val_inputs=2", "prompt=[a red object,a blue object]", "rank.num_samples=1,3",
+        "seed=0,1", "text_control.random_samples=4", f"clip.model={tiny_clip_dir}", "out_dir=${hydra:runtime.output_dir}",
+        f"hydra.sweep.dir={sweep}", module="bicyclegan_pl.guide",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(sweep.glob("*/text_control.json"))) == 4
+    from bicyclegan_pl.report import find_jobs, group_jobs, main as report
+
+    jobs = find_jobs(sweep)
+    for job in jobs:
+        rows = json.loads((job.path / "text_control.json").read_text())["prompts"]
+        assert job.final("eval/text_best") == pytest.approx(sum(row["top1"] for row in rows) / 2)
+    groups = group_jobs(jobs, "rank.num_samples")
+    assert {name: len(members) for name, members in groups.items()} == {"1": 2, "3": 2}
+    assert set(group_jobs(jobs, "rank.num_samples,seed")) == {
+        f"rank.num_samples={n} seed={s}" for n in (1, 3) for s in (0, 1)
+    }
+    out = tmp_path / "report"
+    assert report([str(sweep), "--group-by", "rank.num_samples", "--baseline", "1", "--compare", "eval/text_best",
+                   "--out", str(out)]) == 0
+    table = (out / "report.md").read_text()
+    assert "text_best" in table and "text_random_z" in table and not (out / "report.png").exists()
