@@ -8,6 +8,10 @@ metrics.json states ``num_inputs`` and ``protocol`` at the top level; a system e
 (CycleGAN: ``AtoB``, ``BtoA``) has them prefixed (``AtoB/fid``) and metrics.json states each
 direction's ``num_inputs``, ``compared_with`` (the real images' batch key) and ``protocol`` under
 ``directions``. metrics.md's header says each direction's input and sample counts.
+
+``clip.model=<hub id or folder>`` also measures semantic preservation (``clip_space_cosine``,
+``clip_travel_cosine``: ``metrics.semantic``) in that CLIP's image space, for any system, so
+CycleGAN, TraVeLGAN and CLIPTraVeLGAN checkpoints are compared in one space.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bicyclegan_pl.clip import ClipModel, load_clip
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.batches import first_inputs
 from bicyclegan_pl.data.errors import DatasetError
@@ -128,6 +133,19 @@ def _samples_line(suite: EvaluationSuite, deterministic: bool) -> str:
     )
 
 
+def clip_embedding_pair(model, clip: ClipModel, generator: torch.Generator):
+    """``real_A -> (C(x), C(G(x)))`` in a CLIP's image space C, G(x) one output of the system
+    (one random z for a multimodal one, drawn from ``generator``)."""
+
+    @torch.no_grad()
+    def embed_pair(real_A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        real_A = real_A.to(model.device)
+        output = model.sample_outputs({"A": real_A}, 1, generator)[0]
+        return clip.encode_images(real_A), clip.encode_images(output)
+
+    return embed_pair
+
+
 def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[str, float]:
     """``explicit_data_keys``: the data keys set on the command line (see :func:`check_data_matches_training`)."""
     out_dir = Path(cfg.out_dir)
@@ -172,6 +190,13 @@ def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[
         skipped.update({f"{direction}: {name}" if direction else name: reason for name, reason in suite.skipped.items()})
     if model.has_semantic_space:  # a translator with a Siamese space (TraVeLGAN, CLIPTraVeLGAN)
         results.update(evaluate_semantic_preservation(model.semantic_embeddings, loader, cfg.max_inputs, total=len(loader)))
+    if cfg.clip.model:  # every system in one chosen CLIP space, so systems are compared in the same space
+        clip = load_clip(str(cfg.clip.model), device, cfg.clip.local_files_only)
+        in_clip = evaluate_semantic_preservation(
+            clip_embedding_pair(model, clip, torch.Generator().manual_seed(cfg.seed)), loader, cfg.max_inputs,
+            total=len(loader),
+        )
+        results.update({f"clip_{key}": value for key, value in in_clip.items()})
     elapsed = time.perf_counter() - started
 
     summary: dict[str, Any] = {
@@ -188,6 +213,8 @@ def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[
         summary["directions"] = {
             name: {key: value for key, value in found.items() if key != "samples"} for name, found in passes.items()
         }
+    if cfg.clip.model:
+        summary["clip_model"] = str(cfg.clip.model)
     summary.update(seed=cfg.seed, seconds=round(elapsed, 1), versions=_versions())
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     counts = [

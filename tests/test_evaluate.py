@@ -192,3 +192,43 @@ def test_overridden_data_keys_are_the_data_keys_of_the_command_line():
 )
 def test_eval_dir_names_the_dataset(group, root, folder):
     assert RESOLVERS["eval_dir"]("/runs/a/checkpoints/last.ckpt", "val", group, root) == f"/runs/a/eval/{folder}"
+
+
+class _Identity:
+    """A 'translator' whose output is its input (RGB inputs), or a constant grey image."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, constant: bool = False):
+        self.constant = constant
+
+    def sample_outputs(self, batch, num_samples, generator):
+        images = batch["A"]
+        return (torch.zeros_like(images) if self.constant else images).unsqueeze(0).expand(num_samples, *images.shape)
+
+
+def test_a_chosen_clip_space_scores_preservation_of_any_system(tiny_clip_dir):
+    from bicyclegan_pl.clip import load_clip
+    from bicyclegan_pl.evaluate import clip_embedding_pair
+    from bicyclegan_pl.metrics.semantic import evaluate_semantic_preservation
+
+    clip = load_clip(str(tiny_clip_dir))
+    batches = [{"A": torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) * 2 - 1} for i in range(2)]
+    kept = evaluate_semantic_preservation(clip_embedding_pair(_Identity(), clip, torch.Generator()), batches)
+    assert kept["space_cosine"] == pytest.approx(1.0, abs=1e-5) and kept["travel_cosine"] == pytest.approx(1.0, abs=1e-5)
+    lost = evaluate_semantic_preservation(clip_embedding_pair(_Identity(constant=True), clip, torch.Generator()), batches)
+    assert lost["travel_cosine"] == pytest.approx(0.0, abs=1e-5)  # one output for every input: no vector survives
+    assert lost["space_cosine"] < 0.999
+
+
+def test_evaluate_in_a_chosen_clip_space(trained_run, tiny_clip_dir, tmp_path):
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    result = run_train(
+        f"ckpt={checkpoint}", *FAST_METRICS, f"clip.model={tiny_clip_dir}", f"out_dir={tmp_path}",
+        module="bicyclegan_pl.evaluate",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["clip_model"] == str(tiny_clip_dir)
+    assert -1 <= summary["metrics"]["clip_space_cosine"] <= 1 and -1 <= summary["metrics"]["clip_travel_cosine"] <= 1
+    assert "| CLIP-space cosine |" in (tmp_path / "metrics.md").read_text()

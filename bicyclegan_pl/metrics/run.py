@@ -24,6 +24,14 @@ DESCRIPTIONS = {
     "travel_cosine": (
         "TraVeL cosine", "cos of S(x_i) - S(x_j) and S(G(x_i)) - S(G(x_j)) over all pairs of distinct held-out inputs", "higher = more kept",
     ),
+    "clip_space_cosine": (
+        "CLIP-space cosine", "cos(C(x), C(G(x))) in the CLIP given by clip.model (the same space for every system)",
+        "higher = closer to the input",
+    ),
+    "clip_travel_cosine": (
+        "CLIP-space TraVeL cosine", "cos of C(x_i) - C(x_j) and C(G(x_i)) - C(G(x_j)) in the CLIP given by clip.model",
+        "higher = more kept",
+    ),
 }
 SPREAD = {"kid_mean": "kid_std", "is_mean": "is_std", "lpips_diversity": "lpips_diversity_stderr"}
 
