@@ -175,7 +175,7 @@ def evaluate(cfg: DictConfig, explicit_data_keys: Collection[str] = ()) -> dict[
         suite = instantiate(metrics_config, _convert_="all").to(device)
         suite.prepare(
             palette=datamodule.palette, data_config=data_config, split=cfg.split, num_items=num_items, real_key=real_key,
-            encoded=model.has_encoder,
+            encoded=model.has_encoder, source_palette=datamodule.source_palette,
         )
         generator = torch.Generator().manual_seed(cfg.seed)
         values, seen = evaluate_model(

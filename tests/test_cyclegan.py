@@ -170,6 +170,9 @@ def test_train_then_evaluate_both_directions_from_the_command_line(tmp_path):
     summary = json.loads((run_dir / "eval" / "last-val" / "metrics.json").read_text())
     metrics = summary["metrics"]
     assert {"AtoB/fid_conv", "BtoA/fid_conv", "AtoB/kid_mean_conv", "BtoA/kid_mean_conv"} <= set(metrics)
+    # the synthetic unpaired inputs come with their mask and colour: what each direction keeps of them
+    assert {"AtoB/shape_iou", "AtoB/colour_kept", "BtoA/shape_iou", "BtoA/colour_kept"} <= set(metrics)
+    assert "val/shape_iou" in header and all(0 <= metrics[f"{d}/shape_iou"] <= 1 for d in ("AtoB", "BtoA"))
     assert metrics["AtoB/fid_conv"] != metrics["BtoA/fid_conv"]
     # each direction states what it saw and how it was measured, not only the last one
     assert "protocol" not in summary and "num_inputs" not in summary

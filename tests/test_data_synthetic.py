@@ -299,8 +299,12 @@ def test_unpaired_datamodule_batches():
     assert (datamodule.input_nc, datamodule.output_nc) == (3, 3)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
-    assert set(batch) == {"A", "B", "index"}
+    assert set(batch) == {"A", "B", "index", "mask_A", "mask_B", "colour_A", "colour_B"}
     assert batch["A"].shape == batch["B"].shape == (4, 3, 32, 32)
+    assert batch["mask_A"].shape == (4, 1, 32, 32) and batch["colour_A"].dtype == torch.int64
+    # the masks are the drawn objects: white outside, not white inside
+    white = (batch["A"] > 0.99).all(dim=1, keepdim=True)
+    assert torch.equal(white, batch["mask_A"] < 0.5)
     assert len(list(datamodule.val_dataloader())) >= 4
 
 

@@ -340,3 +340,39 @@ def test_suite_skips_metrics_whose_weights_are_missing_only_when_asked(tmp_path)
         suite = EvaluationSuite(feature_extractor=missing, lpips=None, on_missing_weights="skip")
     assert suite.distribution is None and "fid/kid/is" in suite.skipped
     assert "fid" not in suite.metric_names()
+
+
+def test_source_preservation_of_the_unpaired_set_keeps_shape_and_colour_of_the_input():
+    from bicyclegan_pl.data.synthetic import SyntheticUnpairedDataset, striped_image
+    from bicyclegan_pl.metrics.ground_truth import SourcePreservation, dominant_colour
+
+    dataset = SyntheticUnpairedDataset(24, image_size=32, seed=2)
+    items = [dataset[index] for index in range(len(dataset))]
+    flat = torch.stack([item["A"] for item in items])
+    masks = torch.stack([item["mask_A"] for item in items])
+    colours = torch.stack([item["colour_A"] for item in items])
+    # the ideal translation: the same object, striped (domain B's style) in the same colour
+    striped = torch.stack([
+        striped_image(dataset.sample("A", index)[0], dataset.palette[int(colours[index])], 32) for index in range(24)
+    ])
+    assert torch.equal(dominant_colour(striped, masks, dataset.palette), colours)
+    assert torch.equal(dominant_colour(flat, masks, dataset.palette), colours)
+    for outputs, expected in ((flat, (1.0, 1.0)), (striped, (1.0, 1.0))):
+        metric = SourcePreservation(dataset.palette)
+        metric.update(outputs, masks, colours)
+        assert tuple(float(value) for value in metric.compute()) == pytest.approx(expected)
+    # a translation that keeps the shape but changes every colour; one that draws nothing
+    recoloured = torch.stack([
+        striped_image(dataset.sample("A", index)[0], dataset.palette[(int(colours[index]) + 1) % 4], 32) for index in range(24)
+    ])
+    metric = SourcePreservation(dataset.palette)
+    metric.update(recoloured, masks, colours)
+    assert tuple(float(value) for value in metric.compute()) == pytest.approx((1.0, 0.0))
+    metric = SourcePreservation(dataset.palette)
+    metric.update(torch.ones_like(flat), masks, colours)
+    assert float(metric.compute()[0]) == 0.0
+    # another object of the same colour (domain B's own drawing): the shape is not kept
+    other = torch.stack([item["B"] for item in items])
+    metric = SourcePreservation(dataset.palette)
+    metric.update(other, masks, colours)
+    assert float(metric.compute()[0]) < 0.6

@@ -315,7 +315,7 @@ def test_lambda_sweep_then_evaluate_then_report_per_lambda(tmp_path, tiny_clip_d
                            module="bicyclegan_pl.evaluate")
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     metrics = json.loads((sweep_dir / "1" / "eval" / "last-val" / "metrics.json").read_text())["metrics"]
-    assert {"fid_conv", "space_cosine", "travel_cosine"} <= set(metrics)
+    assert {"fid_conv", "space_cosine", "travel_cosine", "shape_iou", "colour_kept"} <= set(metrics)
     assert -1 <= metrics["travel_cosine"] <= 1 and "TraVeL cosine" in evaluation.stdout
 
     report = run_train(str(sweep_dir), "--group-by", "model.loss_weights.travel", module="bicyclegan_pl.report")

@@ -83,6 +83,7 @@ class MetricsCallback(L.Callback):
                 rank=trainer.global_rank,
                 world_size=trainer.world_size,
                 encoded=pl_module.has_encoder,
+                source_palette=datamodule.source_palette if datamodule is not None else None,
             )
             self._prepared = True
         # the same z at every evaluation, different per rank: curves show the model, not the draw

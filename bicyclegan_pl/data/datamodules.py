@@ -53,6 +53,9 @@ class _TranslationDataModule(L.LightningDataModule):
     #: (K, 3) colours in [-1, 1] of the K true appearances of data with known ground truth (the
     #: synthetic paired set): the evaluation suite's mode coverage and mask IoU need it; None elsewhere
     palette: torch.Tensor | None = None
+    #: (K, 3) colours of data whose inputs come with their true mask and colour (the synthetic
+    #: unpaired set: "mask_A", "colour_A", ...): the suite then measures what translations keep
+    source_palette: torch.Tensor | None = None
 
     def __init__(self, batch_size: int, num_workers: int, seed: int, input_nc: int, output_nc: int) -> None:
         super().__init__()
@@ -195,6 +198,7 @@ class SyntheticUnpairedDataModule(_TranslationDataModule):
         self.save_hyperparameters()
         self.crop_size = crop_size
         self.num_appearances = num_appearances
+        self.source_palette = appearance_palette(num_appearances)
         self.train_size = train_size
         self.val_size = val_size
 

@@ -77,14 +77,18 @@ def flat_image(spec: ObjectSpec, colour: torch.Tensor, image_size: int) -> torch
     return paint(render_mask(spec, image_size), colour)
 
 
+def stripe_shade(colours: torch.Tensor) -> torch.Tensor:
+    """The darker shade of the striped fill for colours (..., 3) in [-1, 1]."""
+    return (colours + 1.0) * _STRIPE_DARKNESS - 1.0
+
+
 def striped_image(spec: ObjectSpec, colour: torch.Tensor, image_size: int) -> torch.Tensor:
     """The object filled with stripes of `colour` and a darker shade, with a dark outline, on
     white (the unpaired set's domain B): (3, H, W) in [-1, 1]."""
     mask = render_mask(spec, image_size)
     x, _ = local_coordinates(spec, image_size)  # stripes turn with the object
     dark_band = (torch.floor(x / (_STRIPE_PERIOD / 2)).remainder(2) == 1).unsqueeze(0)
-    dark = (colour + 1.0) * _STRIPE_DARKNESS - 1.0
-    fill = torch.where(dark_band, dark.view(3, 1, 1), colour.view(3, 1, 1))
+    fill = torch.where(dark_band, stripe_shade(colour).view(3, 1, 1), colour.view(3, 1, 1))
     image = mask * fill + (1.0 - mask)
     edges = outline(mask, outline_width(image_size))
     return image * (1.0 - edges) - edges  # outline pixels are -1 (black)
@@ -157,7 +161,9 @@ class SyntheticUnpairedDataset(Dataset):
 
     Domain A: flat palette fill on white. Domain B: a different object (its own random
     stream) with the fill in stripes of the colour and a darker shade, and a dark outline.
-    Items: {"A": (3, H, W), "B": (3, H, W), both in [-1, 1], "index": int}.
+    Items: {"A": (3, H, W), "B": (3, H, W), both in [-1, 1], "index": int, and each domain's
+    ground truth: "mask_A"/"mask_B" (1, H, W) float {0, 1}, "colour_A"/"colour_B" int64 palette
+    ids}: what a translation should keep (``metrics.ground_truth.SourcePreservation``).
     """
 
     def __init__(
@@ -192,14 +198,12 @@ class SyntheticUnpairedDataset(Dataset):
         spec, colour = self.sample(domain, index)
         return object_attributes(spec, PALETTE_NAMES[colour], "plain" if domain == "A" else "striped")
 
-    def _flat(self, index: int) -> torch.Tensor:
-        spec, colour = self.sample("A", index)
-        return flat_image(spec, self.palette[colour], self.image_size)
-
-    def _striped(self, index: int) -> torch.Tensor:
-        spec, colour = self.sample("B", index)
-        return striped_image(spec, self.palette[colour], self.image_size)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         index = _check_index(index, len(self))
-        return {"A": self._flat(index), "B": self._striped(index), "index": index}
+        item: dict[str, torch.Tensor | int] = {"index": index}
+        for domain, render in (("A", flat_image), ("B", striped_image)):
+            spec, colour = self.sample(domain, index)
+            item[domain] = render(spec, self.palette[colour], self.image_size)
+            item[f"mask_{domain}"] = render_mask(spec, self.image_size)
+            item[f"colour_{domain}"] = torch.tensor(colour, dtype=torch.int64)
+        return item

@@ -12,6 +12,11 @@ every outline has K equally likely flat-colour fills on a white background.
   G(A, E(B)), shows the target's own appearance.
 - Structure fidelity: IoU of the generated object mask (pixels far from the white background)
   with the true object mask.
+
+On the synthetic unpaired data (flat -> striped), whose inputs come with their mask and colour:
+- Source preservation: how much of the input a translation keeps, its shape and place (IoU of
+  the translated object with the input's) and its colour (seed 002's semantic robustness, judged
+  by the ground truth rather than by another network).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from bicyclegan_pl.data.appearance import BACKGROUND, recognise_appearance
+from bicyclegan_pl.data.synthetic import stripe_shade
 
 
 def object_mask(images: Tensor, palette: Tensor, background: Tensor = BACKGROUND) -> Tensor:
@@ -133,3 +139,51 @@ class EncodedAccuracy(Metric):
         if self.num_images == 0:
             raise RuntimeError("encoded accuracy: no reconstructions were given")
         return self.num_correct.double() / self.num_images
+
+
+def dominant_colour(images: Tensor, masks: Tensor, palette: Tensor) -> Tensor:
+    """Palette id (N,) of the colour an object shows inside ``masks``, by a vote of its pixels:
+    each pixel votes for the palette colour it is nearest to, or that colour's darker stripe
+    shade (``synthetic.stripe_shade``); pixels nearest to black (an outline) or white vote for
+    none. So a flat fill and the striped style read as their colour; -1 when no pixel votes."""
+    palette = palette.to(images.device, torch.float32)
+    black, white = -torch.ones(1, 3, device=images.device), BACKGROUND.to(palette).view(1, 3)
+    candidates = torch.cat([palette, stripe_shade(palette), black, white])
+    pixels = images.float().permute(0, 2, 3, 1)  # (N, H, W, 3)
+    nearest = torch.cdist(pixels.flatten(1, 2), candidates.expand(len(images), -1, -1)).argmin(dim=-1)  # (N, HW)
+    votes_for = torch.where(nearest < 2 * len(palette), nearest % len(palette), len(palette))
+    inside = masks.flatten(1) > 0.5
+    votes = F.one_hot(torch.where(inside, votes_for, len(palette)), len(palette) + 1)[..., : len(palette)].sum(dim=1)
+    return torch.where(votes.sum(dim=1) > 0, votes.argmax(dim=1), -1)
+
+
+class SourcePreservation(Metric):
+    """What an unpaired translation keeps of its input, on the synthetic unpaired data whose inputs
+    come with their true mask and colour: ``shape_iou``, the IoU of the translated object (pixels
+    away from the white background) with the input's object, and ``colour_kept``, the fraction of
+    translations whose dominant colour inside the input's object is the input's colour.
+
+    update(outputs (M, 3, H, W), masks (M, 1, H, W), colours (M,)); compute() -> (shape_iou, colour_kept)."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, palette: Tensor, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("palette", palette.detach().clone().float())
+        self.add_state("iou_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_kept", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, outputs: Tensor, masks: Tensor, colours: Tensor) -> None:
+        predicted, true = object_mask(outputs, self.palette), masks > 0.5
+        intersection = (predicted & true).flatten(1).sum(dim=1).double()
+        union = (predicted | true).flatten(1).sum(dim=1).double()
+        self.iou_sum += torch.where(union > 0, intersection / union.clamp(min=1), 1.0).sum()
+        self.num_kept += (dominant_colour(outputs, masks, self.palette) == colours.to(outputs.device)).sum()
+        self.num_images += outputs.shape[0]
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        if self.num_images == 0:
+            raise RuntimeError("source preservation: no translations were given")
+        return self.iou_sum / self.num_images, self.num_kept.double() / self.num_images

@@ -20,6 +20,8 @@ DESCRIPTIONS = {
     "off_palette": ("off-palette samples", "fraction of samples that show none of the K appearances (noise, wrong colour, coloured background)", "lower (0 = none)"),
     "encoded_accuracy": ("encoded accuracy", "fraction of inputs whose G(A, E(B)) shows the target's own appearance", "higher (1 = all)"),
     "mask_iou": ("mask IoU", "IoU of the generated object with the true object mask", "higher (1 = exact)"),
+    "shape_iou": ("shape kept (IoU)", "IoU of the translated object with the input's object (synthetic unpaired data)", "higher (1 = same shape and place)"),
+    "colour_kept": ("colour kept", "fraction of translations that keep the input's colour (synthetic unpaired data)", "higher (1 = all)"),
     "space_cosine": ("space cosine", "cos(S(x), S(G(x))) in the model's Siamese space, per distinct input", "higher = closer to the input"),
     "travel_cosine": (
         "TraVeL cosine", "cos of S(x_i) - S(x_j) and S(G(x_i)) - S(G(x_j)) over all pairs of distinct held-out inputs", "higher = more kept",

@@ -29,7 +29,7 @@ from bicyclegan_pl.metrics.distribution import (
 )
 from bicyclegan_pl.metrics.diversity import LPIPSDiversity
 from bicyclegan_pl.metrics.features import FeatureExtractor
-from bicyclegan_pl.metrics.ground_truth import EncodedAccuracy, MaskIoU, ModeCoverage
+from bicyclegan_pl.metrics.ground_truth import EncodedAccuracy, MaskIoU, ModeCoverage, SourcePreservation
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 
 # keys of a data config that change how data is loaded, not which images are loaded
@@ -99,6 +99,7 @@ class EvaluationSuite(nn.Module):
         self.mode_coverage: ModeCoverage | None = None
         self.mask_iou: MaskIoU | None = None
         self.encoded_accuracy: EncodedAccuracy | None = None
+        self.source_preservation: SourcePreservation | None = None
         self.has_real = False
         self.real_key = "B"  # the batch key of the real images (prepare(real_key=...))
         self._cache_path: Path | None = None
@@ -134,14 +135,19 @@ class EvaluationSuite(nn.Module):
         world_size: int = 1,
         real_key: str = "B",
         encoded: bool = False,
+        source_palette: Tensor | None = None,
     ) -> None:
         """Before the first update: ground truth (synthetic data) and the real-statistics cache.
 
         ``real_key``: the batch key of the real images the outputs are compared with ("A" for
         a B -> A direction). ``encoded``: ``update`` will get the encoded reconstructions (a system
-        with an encoder), measured against the ground truth. Under DDP, cached real statistics are
+        with an encoder), measured against the ground truth. ``source_palette``: the colours of
+        data whose inputs come with their mask and colour (the synthetic unpaired set): what the
+        translations keep of their inputs is measured. Under DDP, cached real statistics are
         shared out so that the reduction restores them."""
         self.real_key = real_key
+        if source_palette is not None and self.use_ground_truth and self.source_preservation is None:
+            self.source_preservation = SourcePreservation(source_palette).to(self._device_anchor.device)
         if palette is not None and self.use_ground_truth and self.mode_coverage is None:
             self.mode_coverage = ModeCoverage(palette).to(self._device_anchor.device)
             self.mask_iou = MaskIoU(palette).to(self._device_anchor.device)
@@ -199,6 +205,12 @@ class EvaluationSuite(nn.Module):
                 if reconstructions is None:
                     raise ValueError("prepare(encoded=True) needs update(..., reconstructions=...)")
                 self.encoded_accuracy.update(reconstructions.to(samples.device), masks, batch["appearance"])
+        source = "A" if real_key == "B" else "B"  # the domain the outputs were translated from
+        if self.source_preservation is not None and f"mask_{source}" in batch:
+            outputs = samples[0]
+            self.source_preservation.update(
+                outputs, batch[f"mask_{source}"].to(outputs.device), batch[f"colour_{source}"].to(outputs.device)
+            )
 
     # ---- results -----------------------------------------------------------------------------
     def compute(self, rank: int = 0) -> dict[str, float]:
@@ -224,10 +236,15 @@ class EvaluationSuite(nn.Module):
             results["mask_iou"] = float(self.mask_iou.compute())
             if self.encoded_accuracy is not None:
                 results["encoded_accuracy"] = float(self.encoded_accuracy.compute())
+        if self.source_preservation is not None:
+            shape_iou, colour_kept = self.source_preservation.compute()
+            results["shape_iou"], results["colour_kept"] = float(shape_iou), float(colour_kept)
         return results
 
     def metric_names(self) -> list[str]:
-        """The keys compute() returns (given prepare() was called with the data's palette)."""
+        """The keys compute() returns. The ground-truth ones depend on the data: after ``prepare``
+        exactly those of its data (the paired set's with a palette, the unpaired set's with a
+        source palette); before it, every one it may return (to check a checkpoint's monitor)."""
         names: list[str] = []
         if self.distribution is not None:
             suffix = self.features.metric_suffix
@@ -237,13 +254,20 @@ class EvaluationSuite(nn.Module):
         if self.diversity is not None and self.diversity_inputs > 0:
             names += ["lpips_diversity", "lpips_diversity_stderr"]
         if self.use_ground_truth:
-            names += ["mode_coverage", "mode_kl", "off_palette", "mask_iou"]
-            names += ["encoded_accuracy"] if self.encoded_accuracy is not None else []
+            prepared = self.mode_coverage is not None or self.source_preservation is not None
+            if self.mode_coverage is not None or not prepared:
+                names += ["mode_coverage", "mode_kl", "off_palette", "mask_iou"]
+                names += ["encoded_accuracy"] if self.encoded_accuracy is not None else []
+            if self.source_preservation is not None or not prepared:
+                names += ["shape_iou", "colour_kept"]
         return names
 
     def reset(self) -> None:
         """Forget generated samples; real statistics stay."""
-        for metric in (self.distribution, self.diversity, self.mode_coverage, self.mask_iou, self.encoded_accuracy):
+        for metric in (
+            self.distribution, self.diversity, self.mode_coverage, self.mask_iou, self.encoded_accuracy,
+            self.source_preservation,
+        ):
             if metric is not None:
                 metric.reset()
         self._diversity_seen = 0
