@@ -7,6 +7,8 @@ does), and ``BICYCLEGAN_CACHE`` (real-image statistics, dataset scans) is a fold
 session, ``bicyclegan_cache``, never the user's ~/.cache. Commands started by the tests
 (tests/cli.py) inherit it.
 
+``tiny_checkpoint``: a tiny BicycleGAN trained for one epoch, for the commands that load one.
+
 ``tiny_clip_dir``: a tiny random CLIP saved as a downloaded one is (config, weights, tokenizer,
 preprocessor), built once per session, loaded through ``load_clip`` like the real one.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import TINY, run_train
 from tests.clip_fixtures import build_tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +55,16 @@ def offline_environment(bicyclegan_cache: Path) -> Iterator[dict[str, str]]:
         for name, value in variables.items():
             patch.setenv(name, value)
         yield variables
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BicycleGAN checkpoint of one tiny epoch on the synthetic data (the guide's tests); commands
+    that use it write their outputs elsewhere (out_dir)."""
+    run_dir = tmp_path_factory.mktemp("tiny_bicyclegan") / "run"
+    result = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", "callbacks.metrics=null", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from PIL import Image
 from bicyclegan_pl.clip import ClipNotFoundError, ClipPreprocess, ClipScorer, PromptError, load_clip
 from bicyclegan_pl.guidance import optimize, rank, rank_then_optimize
 from bicyclegan_pl.nets.generators import UnetGenerator
-from tests.cli import TINY, run_train
+from tests.cli import run_train
 from tests.clip_fixtures import TINY_CLIP_RESOLUTION
 
 NZ = 8
@@ -183,14 +183,6 @@ def test_rank_then_optimize_starts_from_the_ranked_best_and_improves_on_them():
 
 
 # ---- the command ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("guide") / "run"
-    result = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", "callbacks.metrics=null", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
 def _edge_images(folder, count=2, size=48):
     folder.mkdir()
     for index in range(count):

@@ -344,7 +344,13 @@ def test_suite_skips_metrics_whose_weights_are_missing_only_when_asked(tmp_path)
 
 def test_source_preservation_of_the_unpaired_set_keeps_shape_and_colour_of_the_input():
     from bicyclegan_pl.data.synthetic import SyntheticUnpairedDataset, striped_image
-    from bicyclegan_pl.metrics.ground_truth import SourcePreservation, dominant_colour
+    from bicyclegan_pl.metrics.ground_truth import ColourKept, MaskIoU, dominant_colour
+
+    def kept(outputs):  # (shape IoU, colour kept) of translations of the 24 inputs
+        shape, colour = MaskIoU(dataset.palette), ColourKept(dataset.palette)
+        shape.update(outputs, masks)
+        colour.update(outputs, masks, colours)
+        return float(shape.compute()), float(colour.compute())
 
     dataset = SyntheticUnpairedDataset(24, image_size=32, seed=2)
     items = [dataset[index] for index in range(len(dataset))]
@@ -357,22 +363,13 @@ def test_source_preservation_of_the_unpaired_set_keeps_shape_and_colour_of_the_i
     ])
     assert torch.equal(dominant_colour(striped, masks, dataset.palette), colours)
     assert torch.equal(dominant_colour(flat, masks, dataset.palette), colours)
-    for outputs, expected in ((flat, (1.0, 1.0)), (striped, (1.0, 1.0))):
-        metric = SourcePreservation(dataset.palette)
-        metric.update(outputs, masks, colours)
-        assert tuple(float(value) for value in metric.compute()) == pytest.approx(expected)
+    assert kept(flat) == kept(striped) == (1.0, 1.0)
     # a translation that keeps the shape but changes every colour; one that draws nothing
     recoloured = torch.stack([
         striped_image(dataset.sample("A", index)[0], dataset.palette[(int(colours[index]) + 1) % 4], 32) for index in range(24)
     ])
-    metric = SourcePreservation(dataset.palette)
-    metric.update(recoloured, masks, colours)
-    assert tuple(float(value) for value in metric.compute()) == pytest.approx((1.0, 0.0))
-    metric = SourcePreservation(dataset.palette)
-    metric.update(torch.ones_like(flat), masks, colours)
-    assert float(metric.compute()[0]) == 0.0
+    assert kept(recoloured) == (1.0, 0.0)
+    assert kept(torch.ones_like(flat)) == (0.0, 0.0)
     # another object of the same colour (domain B's own drawing): the shape is not kept
     other = torch.stack([item["B"] for item in items])
-    metric = SourcePreservation(dataset.palette)
-    metric.update(other, masks, colours)
-    assert float(metric.compute()[0]) < 0.6
+    assert kept(other)[0] < 0.6

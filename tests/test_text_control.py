@@ -14,7 +14,7 @@ from bicyclegan_pl.data.appearance import PALETTE_NAMES
 from bicyclegan_pl.data.synthetic import SyntheticPairedDataset
 from bicyclegan_pl.guidance import rank
 from bicyclegan_pl.metrics.text_control import TextControl, colour_hits, prompt_colour
-from tests.cli import TINY, run_train
+from tests.cli import run_train
 from tests.helpers import compose_config
 
 K = 4
@@ -91,14 +91,6 @@ def test_ranking_with_a_trained_tiny_clip_picks_the_named_colour_far_above_rando
         control.add(chosen, generate(torch.randn(32, 8, generator=generator)), mask)
     for row in control.summary():
         assert row["top1"] >= 0.9 and row["random_z"] < 0.45, row
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("text_control") / "run"
-    trained = run_train(*TINY, "trainer.max_epochs=1", "logger=csv", "callbacks.metrics=null", f"hydra.run.dir={run_dir}")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    return run_dir / "checkpoints" / "last.ckpt"
 
 
 def test_guide_measures_text_control_on_validation_inputs(tmp_path, tiny_clip_dir, tiny_checkpoint):

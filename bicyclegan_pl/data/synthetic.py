@@ -163,7 +163,7 @@ class SyntheticUnpairedDataset(Dataset):
     stream) with the fill in stripes of the colour and a darker shade, and a dark outline.
     Items: {"A": (3, H, W), "B": (3, H, W), both in [-1, 1], "index": int, and each domain's
     ground truth: "mask_A"/"mask_B" (1, H, W) float {0, 1}, "colour_A"/"colour_B" int64 palette
-    ids}: what a translation should keep (``metrics.ground_truth.SourcePreservation``).
+    ids}: what a translation should keep (``metrics.ground_truth``: MaskIoU, ColourKept).
     """
 
     def __init__(

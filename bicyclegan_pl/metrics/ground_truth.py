@@ -14,9 +14,9 @@ every outline has K equally likely flat-colour fills on a white background.
   with the true object mask.
 
 On the synthetic unpaired data (flat -> striped), whose inputs come with their mask and colour:
-- Source preservation: how much of the input a translation keeps, its shape and place (IoU of
-  the translated object with the input's) and its colour (seed 002's semantic robustness, judged
-  by the ground truth rather than by another network).
+- What a translation keeps of its input: its shape and place (``MaskIoU`` of the translated
+  object with the input's mask) and its colour (``ColourKept``): seed 002's semantic robustness,
+  judged by the ground truth rather than by another network.
 """
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def object_mask(images: Tensor, palette: Tensor, background: Tensor = BACKGROUND
     threshold = 0.5 * torch.linalg.vector_norm(palette.to(images) - background, dim=1).min()
     distance = torch.linalg.vector_norm(images.float() - background.view(1, 3, 1, 1), dim=1, keepdim=True)
     return distance > threshold
+
+
+def object_iou(images: Tensor, masks: Tensor, palette: Tensor) -> Tensor:
+    """(M,) float64 IoU of each image's object (``object_mask``) with the true (M, 1, H, W) mask
+    (1 when both are empty)."""
+    predicted, true = object_mask(images, palette), masks > 0.5
+    intersection = (predicted & true).flatten(1).sum(dim=1).double()
+    union = (predicted | true).flatten(1).sum(dim=1).double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), 1.0)
 
 
 class ModeCoverage(Metric):
@@ -103,12 +112,7 @@ class MaskIoU(Metric):
         self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, images: Tensor, masks: Tensor) -> None:
-        predicted = object_mask(images, self.palette)
-        true = masks > 0.5
-        intersection = (predicted & true).flatten(1).sum(dim=1).double()
-        union = (predicted | true).flatten(1).sum(dim=1).double()
-        iou = torch.where(union > 0, intersection / union.clamp(min=1), 1.0)
-        self.iou_sum += iou.sum()
+        self.iou_sum += object_iou(images, masks, self.palette).sum()
         self.num_images += images.shape[0]
 
     def compute(self) -> Tensor:
@@ -117,12 +121,14 @@ class MaskIoU(Metric):
         return self.iou_sum / self.num_images
 
 
-class EncodedAccuracy(Metric):
-    """update(reconstructions (N, 3, H, W), masks (N, 1, H, W), appearances (N,)); compute() -> the
-    fraction of reconstructions that show their target's appearance (recognised, not just nearest)."""
+class ColourMatch(Metric):
+    """update(images (N, 3, H, W), masks (N, 1, H, W), colours (N,)); compute() -> the fraction of
+    images whose colour, as ``read(images, masks, palette)`` reads it inside the mask, is the
+    expected palette id."""
 
     full_state_update = False
     higher_is_better = True
+    what = "images"
 
     def __init__(self, palette: Tensor, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -130,15 +136,27 @@ class EncodedAccuracy(Metric):
         self.add_state("num_correct", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, reconstructions: Tensor, masks: Tensor, appearances: Tensor) -> None:
-        ids = recognise_appearance(reconstructions, masks, self.palette)
-        self.num_correct += (ids == appearances.to(ids.device)).sum()
-        self.num_images += reconstructions.shape[0]
+    @staticmethod
+    def read(images: Tensor, masks: Tensor, palette: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def update(self, images: Tensor, masks: Tensor, colours: Tensor) -> None:
+        ids = self.read(images, masks, self.palette)
+        self.num_correct += (ids == colours.to(ids.device)).sum()
+        self.num_images += images.shape[0]
 
     def compute(self) -> Tensor:
         if self.num_images == 0:
-            raise RuntimeError("encoded accuracy: no reconstructions were given")
+            raise RuntimeError(f"{type(self).__name__}: no {self.what} were given")
         return self.num_correct.double() / self.num_images
+
+
+class EncodedAccuracy(ColourMatch):
+    """The fraction of reconstructions G(A, E(B)) that show their target's appearance (recognised,
+    not just nearest: ``recognise_appearance``)."""
+
+    what = "reconstructions"
+    read = staticmethod(recognise_appearance)
 
 
 def dominant_colour(images: Tensor, masks: Tensor, palette: Tensor) -> Tensor:
@@ -157,33 +175,11 @@ def dominant_colour(images: Tensor, masks: Tensor, palette: Tensor) -> Tensor:
     return torch.where(votes.sum(dim=1) > 0, votes.argmax(dim=1), -1)
 
 
-class SourcePreservation(Metric):
-    """What an unpaired translation keeps of its input, on the synthetic unpaired data whose inputs
-    come with their true mask and colour: ``shape_iou``, the IoU of the translated object (pixels
-    away from the white background) with the input's object, and ``colour_kept``, the fraction of
-    translations whose dominant colour inside the input's object is the input's colour.
+class ColourKept(ColourMatch):
+    """The fraction of translations whose dominant colour (``dominant_colour``) inside the input's
+    object is the input's colour: what an unpaired translation keeps of its input's colour (the
+    synthetic unpaired data, whose inputs come with their mask and colour; its shape is MaskIoU
+    against the input's mask)."""
 
-    update(outputs (M, 3, H, W), masks (M, 1, H, W), colours (M,)); compute() -> (shape_iou, colour_kept)."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, palette: Tensor, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.register_buffer("palette", palette.detach().clone().float())
-        self.add_state("iou_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("num_kept", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, outputs: Tensor, masks: Tensor, colours: Tensor) -> None:
-        predicted, true = object_mask(outputs, self.palette), masks > 0.5
-        intersection = (predicted & true).flatten(1).sum(dim=1).double()
-        union = (predicted | true).flatten(1).sum(dim=1).double()
-        self.iou_sum += torch.where(union > 0, intersection / union.clamp(min=1), 1.0).sum()
-        self.num_kept += (dominant_colour(outputs, masks, self.palette) == colours.to(outputs.device)).sum()
-        self.num_images += outputs.shape[0]
-
-    def compute(self) -> tuple[Tensor, Tensor]:
-        if self.num_images == 0:
-            raise RuntimeError("source preservation: no translations were given")
-        return self.iou_sum / self.num_images, self.num_kept.double() / self.num_images
+    what = "translations"
+    read = staticmethod(dominant_colour)

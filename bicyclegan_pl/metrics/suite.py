@@ -29,7 +29,7 @@ from bicyclegan_pl.metrics.distribution import (
 )
 from bicyclegan_pl.metrics.diversity import LPIPSDiversity
 from bicyclegan_pl.metrics.features import FeatureExtractor
-from bicyclegan_pl.metrics.ground_truth import EncodedAccuracy, MaskIoU, ModeCoverage, SourcePreservation
+from bicyclegan_pl.metrics.ground_truth import ColourKept, EncodedAccuracy, MaskIoU, ModeCoverage
 from bicyclegan_pl.metrics.weights import WeightsNotFoundError
 
 # keys of a data config that change how data is loaded, not which images are loaded
@@ -99,7 +99,8 @@ class EvaluationSuite(nn.Module):
         self.mode_coverage: ModeCoverage | None = None
         self.mask_iou: MaskIoU | None = None
         self.encoded_accuracy: EncodedAccuracy | None = None
-        self.source_preservation: SourcePreservation | None = None
+        self.shape_kept: MaskIoU | None = None  # unpaired synthetic data: the input's shape, and colour
+        self.colour_kept: ColourKept | None = None
         self.has_real = False
         self.real_key = "B"  # the batch key of the real images (prepare(real_key=...))
         self._cache_path: Path | None = None
@@ -146,8 +147,9 @@ class EvaluationSuite(nn.Module):
         translations keep of their inputs is measured. Under DDP, cached real statistics are
         shared out so that the reduction restores them."""
         self.real_key = real_key
-        if source_palette is not None and self.use_ground_truth and self.source_preservation is None:
-            self.source_preservation = SourcePreservation(source_palette).to(self._device_anchor.device)
+        if source_palette is not None and self.use_ground_truth and self.shape_kept is None:
+            self.shape_kept = MaskIoU(source_palette).to(self._device_anchor.device)
+            self.colour_kept = ColourKept(source_palette).to(self._device_anchor.device)
         if palette is not None and self.use_ground_truth and self.mode_coverage is None:
             self.mode_coverage = ModeCoverage(palette).to(self._device_anchor.device)
             self.mask_iou = MaskIoU(palette).to(self._device_anchor.device)
@@ -206,11 +208,10 @@ class EvaluationSuite(nn.Module):
                     raise ValueError("prepare(encoded=True) needs update(..., reconstructions=...)")
                 self.encoded_accuracy.update(reconstructions.to(samples.device), masks, batch["appearance"])
         source = "A" if real_key == "B" else "B"  # the domain the outputs were translated from
-        if self.source_preservation is not None and f"mask_{source}" in batch:
-            outputs = samples[0]
-            self.source_preservation.update(
-                outputs, batch[f"mask_{source}"].to(outputs.device), batch[f"colour_{source}"].to(outputs.device)
-            )
+        if self.shape_kept is not None and f"mask_{source}" in batch:
+            outputs, masks = samples[0], batch[f"mask_{source}"].to(samples.device)
+            self.shape_kept.update(outputs, masks)
+            self.colour_kept.update(outputs, masks, batch[f"colour_{source}"])
 
     # ---- results -----------------------------------------------------------------------------
     def compute(self, rank: int = 0) -> dict[str, float]:
@@ -236,9 +237,8 @@ class EvaluationSuite(nn.Module):
             results["mask_iou"] = float(self.mask_iou.compute())
             if self.encoded_accuracy is not None:
                 results["encoded_accuracy"] = float(self.encoded_accuracy.compute())
-        if self.source_preservation is not None:
-            shape_iou, colour_kept = self.source_preservation.compute()
-            results["shape_iou"], results["colour_kept"] = float(shape_iou), float(colour_kept)
+        if self.shape_kept is not None:
+            results["shape_iou"], results["colour_kept"] = float(self.shape_kept.compute()), float(self.colour_kept.compute())
         return results
 
     def metric_names(self) -> list[str]:
@@ -254,11 +254,11 @@ class EvaluationSuite(nn.Module):
         if self.diversity is not None and self.diversity_inputs > 0:
             names += ["lpips_diversity", "lpips_diversity_stderr"]
         if self.use_ground_truth:
-            prepared = self.mode_coverage is not None or self.source_preservation is not None
+            prepared = self.mode_coverage is not None or self.shape_kept is not None
             if self.mode_coverage is not None or not prepared:
                 names += ["mode_coverage", "mode_kl", "off_palette", "mask_iou"]
                 names += ["encoded_accuracy"] if self.encoded_accuracy is not None else []
-            if self.source_preservation is not None or not prepared:
+            if self.shape_kept is not None or not prepared:
                 names += ["shape_iou", "colour_kept"]
         return names
 
@@ -266,7 +266,7 @@ class EvaluationSuite(nn.Module):
         """Forget generated samples; real statistics stay."""
         for metric in (
             self.distribution, self.diversity, self.mode_coverage, self.mask_iou, self.encoded_accuracy,
-            self.source_preservation,
+            self.shape_kept, self.colour_kept,
         ):
             if metric is not None:
                 metric.reset()
