@@ -127,7 +127,8 @@ def test_sigint_and_sigusr1_save_and_exit_with_the_signal_code(signum, tmp_path)
 
 def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(tmp_path):
     run_dir = tmp_path / "run"
-    first = _start(run_dir)
+    # the first run trains until stopped: however slowly the second starts, the first still runs
+    first = _start(run_dir, "trainer.max_epochs=1000")
     _wait_for_checkpoint(first, run_dir, 1)
     second = run_train(*RUN, f"hydra.run.dir={run_dir}")
     first.send_signal(signal.SIGTERM)
