@@ -10,7 +10,7 @@ import torch
 
 from bicyclegan_pl.clip import load_clip
 from bicyclegan_pl.clip.pretrain import PretrainSettingError, pretrain
-from bicyclegan_pl.clip.pretraining import build_tokenizer
+from bicyclegan_pl.clip.pretraining import build_clip_model, build_tokenizer, caption_matches, multi_positive_loss
 from bicyclegan_pl.clip.siamese import ClipImageEmbedder
 from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
 from bicyclegan_pl.data.captioned import SyntheticCaptionDataset
@@ -70,12 +70,50 @@ def test_zero_shot_accuracy_is_the_fraction_whose_prompt_is_nearest():
     }
 
 
-def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_loader_reads(tmp_path):
-    report = pretrain(_config(tmp_path))
+def test_a_caption_is_the_positive_of_every_image_its_ground_truth_makes_it_true_of():
+    data = SyntheticCaptionDataset(48, image_size=32, render_sizes=(32,))
+    items = [data[index] for index in range(len(data))]
+    captions = [item["caption"] for item in items]
+    matches = caption_matches(captions, {name: torch.stack([item[name] for item in items]) for name in ATTRIBUTES})
+    for i in range(len(items)):
+        truth = vars(data.attributes(i))
+        for j, text in enumerate(captions):
+            assert bool(matches[i, j]) == all(truth[name] == value for name, value in named_attributes(text).items())
+    assert matches.diagonal().all()
+    assert 0 < matches.float().mean() < 0.5  # partial captions ("a small object") are true of many
+    # a caption naming nothing the images have in common matches only its own image
+    ids = {"colour": torch.tensor([0, 1]), "family": torch.tensor([0, 0])}
+    assert caption_matches(["a red star", "a green star"], ids).tolist() == [[False, False], [False, False]]
+    assert caption_matches(["a red ellipse", "an ellipse"], ids).tolist() == [[True, True], [False, True]]
+
+
+def test_multi_positive_loss_is_clips_loss_on_distinct_captions_and_spreads_the_target_over_positives():
+    tokenizer = build_tokenizer(max_length=16)
+    model = build_clip_model(tokenizer.vocab_size, image_size=16, patch_size=8, vision_width=16, vision_layers=1,
+                             text_width=16, text_layers=1, heads=2, projection_dim=8, max_length=16)
+    captions = ["a red star", "a green ellipse", "a small object", "a striped object", "a blue star"]
+    with torch.no_grad():
+        output = model(**tokenizer(captions, padding=True, return_tensors="pt"),
+                       pixel_values=torch.randn(5, 3, 16, 16), return_loss=True)
+    identity = torch.eye(5, dtype=torch.bool)
+    assert multi_positive_loss(output.logits_per_image, identity) == pytest.approx(float(output.loss), rel=1e-5)
+    # two images, one caption true of both: the image -> text side of row 0 is CE against (1/2, 1/2)
+    logits = torch.tensor([[2.0, 0.0], [1.0, 3.0]])
+    matches = torch.tensor([[True, True], [False, True]])
+    image_side = -(0.5 * logits[0].log_softmax(0).sum()) - logits[1].log_softmax(0)[1]
+    columns = logits.t()
+    text_side = -columns[0].log_softmax(0)[0] - 0.5 * columns[1].log_softmax(0).sum()
+    expected = 0.5 * (image_side + text_side) / 2
+    assert multi_positive_loss(logits, matches) == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("positives", ["diagonal", "ground_truth"])
+def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_loader_reads(tmp_path, positives):
+    report = pretrain(_config(tmp_path, f"loss.positives={positives}"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
     losses = [float(row["train/loss"]) for row in rows if row.get("train/loss")]
     assert len(losses) == 40
-    assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8 - 0.2  # ln(32) = 3.47 at the start
+    assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8 - 0.2  # ln(32) = 3.47 at the start (diagonal)
     assert report["steps"] == 40 and not report["interrupted"]
     assert set(report["zero_shot_accuracy"]) == set(ATTRIBUTES)
     folder = tmp_path / "clip"
@@ -107,3 +145,5 @@ def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
         pretrain(_config(tmp_path, "overwrite=false"))
     with pytest.raises(PretrainSettingError, match="max_steps"):
         pretrain(_config(tmp_path, "trainer.max_steps=0"))
+    with pytest.raises(PretrainSettingError, match="loss.positives=everything: use one of ground_truth, diagonal"):
+        pretrain(_config(tmp_path, "overwrite=true", "loss.positives=everything"))

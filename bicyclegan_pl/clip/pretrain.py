@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from bicyclegan_pl.clip.pretraining import (
+    POSITIVES,
     ClipPretraining,
     build_clip_model,
     build_image_processor,
@@ -103,6 +104,8 @@ def pretrain(cfg: DictConfig) -> dict:
         raise PretrainSettingError(f"out_dir={out_dir} exists; pass overwrite=true to replace it or choose another out_dir.")
     if cfg.trainer.max_steps is None or int(cfg.trainer.max_steps) < 1:
         raise PretrainSettingError(f"trainer.max_steps={cfg.trainer.max_steps}: give a positive number of steps.")
+    if cfg.loss.positives not in POSITIVES:
+        raise PretrainSettingError(f"loss.positives={cfg.loss.positives}: use one of {', '.join(POSITIVES)}.")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     train_set, val_set = _datasets(cfg)
@@ -111,7 +114,7 @@ def pretrain(cfg: DictConfig) -> dict:
     module = ClipPretraining(
         model, tokenizer, build_image_processor(cfg.data.image_size), lr=cfg.optimizer.lr,
         weight_decay=cfg.optimizer.weight_decay, warmup_steps=cfg.optimizer.warmup_steps,
-        total_steps=cfg.trainer.max_steps,
+        total_steps=cfg.trainer.max_steps, positives=cfg.loss.positives,
     )
     workers = int(cfg.data.num_workers)
     train_loader = DataLoader(

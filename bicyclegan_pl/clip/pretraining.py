@@ -7,8 +7,16 @@ downloaded CLIP takes (``clip.loading``). Its tokenizer is a CLIP BPE trained wi
 one token each and any other text still tokenizes (spelled out).
 
 :class:`ClipPretraining` is a plain Lightning module with automatic optimisation: one optimiser
-and one loss (CLIP's symmetric contrastive loss, transformers' ``return_loss=True``) have no
-training order to configure, so the schedule engine of the translation systems has nothing to add.
+and one loss (CLIP's symmetric contrastive loss) have no training order to configure, so the
+schedule engine of the translation systems has nothing to add.
+
+Positives. CLIP's loss treats every other pair of the batch as a negative. Here many captions are
+true of several images of a batch ("a red object" of every red object), so that loss would push a
+red image away from a caption that describes it. ``positives="ground_truth"`` makes a caption the
+positive of every image whose ground truth it matches, with the target spread evenly over them
+(multi-positive contrastive learning, as UniCL and SupCon do with labels); ``"diagonal"`` (the
+default, the one measured) is transformers' ``return_loss=True`` loss, image i with caption i only.
+The two are the same loss when every caption is true of its own image only.
 """
 from __future__ import annotations
 
@@ -24,7 +32,9 @@ from torch import Tensor
 
 from bicyclegan_pl.clip.loading import ClipModel, preprocess_from
 from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
-from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary
+from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary, named_attributes
+
+POSITIVES = ("ground_truth", "diagonal")
 
 #: OpenAI CLIP's normalisation, kept so the small CLIP's folder reads like a real one
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -97,6 +107,28 @@ def build_clip_model(
         return CLIPModel(config)
 
 
+def caption_matches(captions: list[str], attribute_ids: Mapping[str, Tensor]) -> Tensor:
+    """(B images, B captions) bool: caption j names only attribute values image i has
+    (``attribute_ids``: attribute -> (B,) value ids of the images, as ``SyntheticCaptionDataset``)."""
+    size = len(captions)
+    matches = torch.ones(size, size, dtype=torch.bool, device=next(iter(attribute_ids.values())).device)
+    for j, text in enumerate(captions):
+        for name, value in named_attributes(text).items():
+            matches[:, j] &= attribute_ids[name] == ATTRIBUTES[name].index(value)
+    return matches
+
+
+def multi_positive_loss(logits_per_image: Tensor, matches: Tensor) -> Tensor:
+    """CLIP's symmetric cross-entropy with the target of each row spread over its positives
+    (``matches``, images x captions); equal to CLIP's loss when ``matches`` is the identity."""
+    positives = matches.to(logits_per_image.dtype)
+
+    def spread(logits: Tensor, positive: Tensor) -> Tensor:
+        return -(positive / positive.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+
+    return 0.5 * (spread(logits_per_image, positives) + spread(logits_per_image.t(), positives.t()))
+
+
 class ClipPretraining(L.LightningModule):
     """Contrastive training of a ``CLIPModel`` on image–caption batches; zero-shot accuracy per
     attribute (``zero_shot/<attribute>``) on the validation images after each validation."""
@@ -110,8 +142,12 @@ class ClipPretraining(L.LightningModule):
         weight_decay: float = 0.1,
         warmup_steps: int = 100,
         total_steps: int = 2000,
+        positives: str = "diagonal",
     ) -> None:
         super().__init__()
+        if positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
+        self.positives = positives
         self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
         self.preprocess = preprocess_from(image_processor)
         self.lr, self.weight_decay = lr, weight_decay
@@ -130,11 +166,16 @@ class ClipPretraining(L.LightningModule):
         return {key: value.to(self.device) for key, value in tokens.items()}
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        output = self.model(**self._tokens(list(batch["caption"])), pixel_values=self.preprocess(batch["image"]),
-                            return_loss=True)
-        self.log("train/loss", output.loss, prog_bar=True)
+        captions = list(batch["caption"])
+        output = self.model(**self._tokens(captions), pixel_values=self.preprocess(batch["image"]),
+                            return_loss=self.positives == "diagonal")
+        if self.positives == "diagonal":
+            loss = output.loss
+        else:
+            loss = multi_positive_loss(output.logits_per_image, caption_matches(captions, batch))
+        self.log("train/loss", loss, prog_bar=True)
         self.log("train/logit_scale", self.model.logit_scale.exp().detach())
-        return output.loss
+        return loss
 
     def on_validation_epoch_start(self) -> None:
         self._validation = {"images": [], **{name: [] for name in ATTRIBUTES}}
