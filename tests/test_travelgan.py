@@ -356,7 +356,9 @@ def test_a_missing_clip_names_the_siamese_key_and_how_to_get_it(tmp_path):
     from bicyclegan_pl.clip.loading import ClipNotFoundError
     from bicyclegan_pl.clip.siamese import ClipImageEmbedder
 
-    with pytest.raises(ClipNotFoundError, match=r"model\.siamese\.model=.*no such folder"):
-        ClipImageEmbedder.load(str(tmp_path / "nowhere" / "clip"))
+    missing = tmp_path / "nowhere" / "clip"
+    with pytest.raises(ClipNotFoundError, match=r"model\.siamese\.model=.*no such folder") as caught:
+        ClipImageEmbedder.load(str(missing))
+    assert f"python -m bicyclegan_pl.clip.pretrain out_dir={missing}" in str(caught.value)
     with pytest.raises(ClipNotFoundError, match=r"model\.siamese\.model=openai/clip-vit-large-patch14.*huggingface-cli download"):
         ClipImageEmbedder.load("openai/clip-vit-large-patch14", local_files_only=True)

@@ -98,7 +98,10 @@ def resolve_source(name: str, local_files_only: bool | None, key: str = "clip.mo
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), local_files_only
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ClipNotFoundError(f"{key}={name}: no such folder (a local CLIP needs a folder written by save_pretrained).")
+        raise ClipNotFoundError(
+            f"{key}={name}: no such folder (a local CLIP needs a folder written by save_pretrained; "
+            f"`python -m bicyclegan_pl.clip.pretrain out_dir={name}` trains the synthetic world's small CLIP there)."
+        )
     return name, local_files_only
 
 
