@@ -137,6 +137,9 @@ def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_lo
     siamese = ClipImageEmbedder.load(str(folder), output="image_embeds", resize=None)
     projected = siamese(torch.stack([item["image"] for item in items[:4]]))
     assert torch.allclose(projected / projected.norm(dim=1, keepdim=True), embeddings[:4], atol=1e-5)
+    # resize: processor (cliptravelgan_synthetic) brings a translator's 64 px outputs to this CLIP's 32 px
+    at_clip_size = ClipImageEmbedder.load(str(folder), resize="processor")
+    assert at_clip_size.preprocess.resize == 32 and at_clip_size(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, 32)
 
 
 def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):

@@ -53,13 +53,15 @@ class ClipImageEmbedder(nn.Module):
         model: str = "openai/clip-vit-large-patch14",
         output: str = "pooler",
         random_init: bool = False,
-        resize: int | None = None,
+        resize: int | str | None = None,
         seed: int = 0,
         local_files_only: bool | None = None,
         chunk_size: int | None = None,
         checkpoint: bool = False,
     ) -> ClipImageEmbedder:
-        """From a hub id or a ``save_pretrained`` folder; ``random_init``: its architecture, seeded random weights."""
+        """From a hub id or a ``save_pretrained`` folder; ``random_init``: its architecture, seeded random weights.
+        ``resize``: None (centre-crop to CLIP's input, the paper), a size, or "processor" (the CLIP
+        processor's own resize, its shortest edge: a small CLIP's whole input)."""
         from transformers import AutoConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
         if output not in OUTPUTS:
