@@ -12,11 +12,11 @@ schedule engine of the translation systems has nothing to add.
 
 Positives. CLIP's loss treats every other pair of the batch as a negative. Here many captions are
 true of several images of a batch ("a red object" of every red object), so that loss would push a
-red image away from a caption that describes it. ``positives="ground_truth"`` makes a caption the
-positive of every image whose ground truth it matches, with the target spread evenly over them
-(multi-positive contrastive learning, as UniCL and SupCon do with labels); ``"diagonal"`` (the
-default, the one measured) is transformers' ``return_loss=True`` loss, image i with caption i only.
-The two are the same loss when every caption is true of its own image only.
+red image away from a caption that describes it. ``positives="ground_truth"`` (conf/clip_pretrain.yaml's
+choice) makes a caption the positive of every image whose ground truth it matches, with the target
+spread evenly over them (multi-positive contrastive learning, as UniCL and SupCon do with labels);
+``"diagonal"`` (this class's default) is transformers' ``return_loss=True`` loss, image i with
+caption i only. The two are the same loss when every caption is true of its own image only.
 """
 from __future__ import annotations
 
