@@ -1,0 +1,29 @@
+"""The interface of the unconditional generators (DCGAN, StyleGAN2) that the GAN trainer trains and
+CLIP2GAN maps into: a declared base class, so systems read attributes instead of probing for them."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class LatentGenerator(nn.Module):
+    """z (B, z_dim) -> images (B, C, H, W) in about [-1, 1]; ``synthesize`` takes the latent space a
+    mapping network targets (``latent_shape``: DCGAN's z, StyleGAN2's W+ of ``num_ws`` x ``w_dim``)."""
+
+    #: length of the random code z
+    z_dim: int
+    #: how many per-layer codes the synthesis takes (1 for a generator without layer-wise styles)
+    num_ws: int = 1
+    #: forward accepts (z, z_mix, crossover): z's styles before layer ``crossover``, z_mix's after
+    supports_mixing: bool = False
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one latent code of :meth:`synthesize`."""
+        raise NotImplementedError
+
+    def synthesize(self, latent: Tensor) -> Tensor:
+        """Images for latent codes of shape (B, *latent_shape)."""
+        raise NotImplementedError
+
+    def forward(self, z: Tensor, z_mix: Tensor | None = None, crossover: int | None = None) -> Tensor:
+        raise NotImplementedError
