@@ -82,3 +82,13 @@ class SyntheticCaptionDataset(Dataset):
         }
         item.update({name: torch.tensor(value, dtype=torch.int64) for name, value in attributes.ids().items()})
         return item
+
+
+class SyntheticObjectDataset(SyntheticCaptionDataset):
+    """The same items with the image under "B", the key of the real (target-domain) images every
+    system and metric reads: the training images of the unconditional GANs and of CLIP2GAN."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | str]:
+        item = super().__getitem__(index)
+        item["B"] = item.pop("image")
+        return item

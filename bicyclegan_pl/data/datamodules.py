@@ -12,6 +12,7 @@ dropped, as BicycleGAN splits every batch in two halves and skips incomplete one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from bicyclegan_pl.data.appearance import appearance_palette
+from bicyclegan_pl.data.captioned import SyntheticObjectDataset
 from bicyclegan_pl.data.errors import DatasetError
 from bicyclegan_pl.data.layouts import (
     DomainFiles,
@@ -207,6 +209,44 @@ class SyntheticUnpairedDataModule(_TranslationDataModule):
         return (
             SyntheticUnpairedDataset(self.train_size, split="train", **common),
             SyntheticUnpairedDataset(self.val_size, split="val", **common),
+        )
+
+
+class SyntheticObjectsDataModule(_TranslationDataModule):
+    """Single images of the synthetic world ("B"), one object of any palette colour and shape
+    family, plain or striped, with its caption and attributes (``data.captioned``): what the
+    unconditional GANs learn to generate and CLIP2GAN learns to reconstruct. Drawn at
+    ``crop_size`` directly (``render_sizes``: other sizes, resized), without pixel noise unless asked."""
+
+    def __init__(
+        self,
+        crop_size: int = 32,
+        output_nc: int = 3,
+        num_colours: int = 8,
+        fills: Sequence[str] = ("plain", "striped"),
+        render_sizes: Sequence[int] | None = None,
+        noise: float = 0.0,
+        train_size: int = 20000,
+        val_size: int = 256,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if output_nc != 3:
+            raise ValueError(f"the synthetic objects are colour images: output_nc must be 3, got {output_nc}")
+        super().__init__(batch_size, num_workers, seed, output_nc, output_nc)
+        self.save_hyperparameters()
+        self.options = dict(
+            image_size=crop_size, render_sizes=tuple(render_sizes or (crop_size,)), seed=seed,
+            num_colours=num_colours, fills=tuple(fills), noise=noise,
+        )
+        self.train_size = train_size
+        self.val_size = val_size
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        return (
+            SyntheticObjectDataset(self.train_size, split="train", **self.options),
+            SyntheticObjectDataset(self.val_size, split="val", **self.options),
         )
 
 

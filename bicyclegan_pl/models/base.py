@@ -112,6 +112,14 @@ class ScheduledTranslationModule(L.LightningModule):
         """Split the batch and make every random draw of the iteration; returns the inputs."""
         raise NotImplementedError
 
+    def batch_size_of(self, batch: Mapping[str, Any]) -> int:
+        """The number of training examples in ``batch`` (what the logged means are weighted by)."""
+        return int(batch["A"].shape[0])
+
+    def on_iteration_end(self, stepped: set[str]) -> None:
+        """Called after each training iteration with the optimisers that stepped in it (the GAN
+        trainer updates its EMA generator after a G step)."""
+
     # ---- gradient penalties (loss terms ``*_gp`` of the discriminator phases) -------------------
     def check_gradient_penalties(self, gan_mode: str, penalties: Mapping[str, str]) -> None:
         """Refuse ``gan_mode=wgangp`` with a zero-weight penalty for an active discriminator term,
@@ -319,9 +327,10 @@ class ScheduledTranslationModule(L.LightningModule):
             inputs = self.prepare_iteration(batch, generator)
             results = ForwardResults(self._result_specs, inputs)
             values = self.engine.run_iteration(self, results, self.iteration)
+        self.on_iteration_end(set(self._stepped_optimizers))
         if self.lr_scheduler_interval == "step":  # phases skipped (every: k, a non-finite loss) do not count
             self._step_lr_schedulers(self._stepped_optimizers)
-        batch_size = batch["A"].shape[0]
+        batch_size = self.batch_size_of(batch)
         if self.on_nonfinite == "skip":
             skipped = self.engine.last_skipped
             for message in self.skip_monitor.observe(self.current_epoch, self.iteration, skipped):
