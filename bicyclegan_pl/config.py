@@ -52,6 +52,12 @@ def _guide_dir(checkpoint: str) -> str:
     return str(run_dir / "guide" / name)
 
 
+def _generate_dir(checkpoint: str) -> str:
+    """<run folder>/generate/<checkpoint name>."""
+    run_dir, name = _run_dir(checkpoint)
+    return str(run_dir / "generate" / name)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto``: CUDA when available, else the CPU; otherwise a torch device string."""
     if name == "auto":
@@ -65,6 +71,7 @@ RESOLVERS = {
     "div_floor": lambda a, b: int(a) // int(b),
     "eval_dir": _eval_dir,
     "guide_dir": _guide_dir,
+    "generate_dir": _generate_dir,
 }
 
 

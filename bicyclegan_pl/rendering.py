@@ -93,3 +93,26 @@ def render_labelled_images(
         canvas.paste(picture, (left + (cell_width - size) // 2, top))
         draw.text((left + 2, top + size + 1), label, fill="black" if ok else "red")
     return canvas
+
+
+def render_titled_rows(
+    row_titles: Sequence[str], images: Tensor, labels: Sequence[str] | None = None, padding: int = 4
+) -> Image.Image:
+    """Rows of images, each row with its title above and the same ``labels`` under its columns
+    (``generate``: a row per prompt; ``edit``: a row per input, a column per beta).
+
+    images: (R, K, C, H, W) in [-1, 1]."""
+    size = _to_pil(images[0, 0]).width
+    rows, columns = images.shape[0], images.shape[1]
+    row_height = LINE + size + (LINE if labels else 0) + padding
+    canvas = Image.new("RGB", (padding + columns * (size + padding), padding + rows * row_height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row in range(rows):
+        top = padding + row * row_height
+        draw.text((padding, top), str(row_titles[row])[: max(8, canvas.width // 6)], fill="black")
+        for column in range(columns):
+            left = padding + column * (size + padding)
+            canvas.paste(_to_pil(images[row, column]), (left, top + LINE))
+            if labels:
+                draw.text((left + 2, top + LINE + size + 1), str(labels[column]), fill="black")
+    return canvas

@@ -69,3 +69,9 @@ class LPIPSDiversity(Metric):
             raise RuntimeError("LPIPS diversity: no samples were given")
         stderr = values.std(unbiased=True) / math.sqrt(values.numel()) if values.numel() > 1 else values.new_zeros(())
         return values.mean(), stderr
+
+
+def load_lpips_network(net_type: str = "alex", weights_dir: str | None = None, allow_download: bool = True) -> nn.Module:
+    """LPIPS as a differentiable loss network: ``(images, images) -> (N, 1, 1, 1)`` distances for
+    images in [-1, 1], its weights frozen (torchmetrics' network behind :func:`load_lpips`)."""
+    return load_lpips(net_type, weights_dir, allow_download).net

@@ -33,9 +33,18 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[ScheduledTranslationModule, dict[str, Any]]:
-    """The LightningModule of a checkpoint, weights loaded, in eval mode on the CPU; and the checkpoint."""
+def model_from_checkpoint(
+    path: str | Path, expected: type[ScheduledTranslationModule] | None = None, purpose: str = ""
+) -> tuple[ScheduledTranslationModule, dict[str, Any]]:
+    """The LightningModule of a checkpoint, weights loaded, in eval mode on the CPU; and the checkpoint.
+    ``expected``: refuse a checkpoint of another system (``purpose`` says what it was wanted for)."""
     checkpoint = load_checkpoint_file(path)
+    target = str(checkpoint["run_config"].get("model", {}).get("_target_", ""))
+    if expected is not None and target.rsplit(".", 1)[-1] != expected.__name__:
+        raise CheckpointError(
+            f"{path} is a checkpoint of {target.rsplit('.', 1)[-1] or 'an unknown system'}, but {purpose or 'this'} "
+            f"needs a {expected.__name__} checkpoint."
+        )
     # no LR scheduler: evaluation steps no optimiser (and a checkpoint written before
     # model.lr_scheduler became a _target_ still loads)
     model = instantiate(checkpoint["run_config"]["model"], lr_scheduler=None, _convert_="all")

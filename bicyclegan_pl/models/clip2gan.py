@@ -1,0 +1,238 @@
+"""CLIP2GAN (Wang et al., arXiv 2211.15045; seed 003) on the shared schedule engine.
+
+Training needs images only: a real image x goes through the frozen CLIP image encoder, the
+mapping network M turns its feature f into a latent code of a frozen generator G, and G(M(f))
+must give x back (Fig. 2, Eq. 1-2). At inference CLIP's text encoder takes the image encoder's
+place (Fig. 3), and edits add mapped text to mapped images, z' = z + beta * M(text) (Eq. 11-14).
+
+Trained: M (optimiser ``M``) and a discriminator D against M (optimiser ``D``). Frozen: CLIP
+(held outside the module's children: never in a checkpoint), G (a registered child without
+gradients, so a CLIP2GAN checkpoint carries the generator it was trained with), and the
+optional identity network and LPIPS (outside the children, like CLIP).
+
+Loss terms (weights: seed 003 supplementary A, rec 1, LPIPS 1, adversarial 0.1, identity 1,
+diversity 1, lambda 1): ``rec`` (Eq. 4), ``lpips`` (Eq. 5), ``adv`` (Eq. 6), ``id`` (Eq. 8), ``div``
+(Eq. 9, on f and f + noise), and D's ``d`` (Eq. 7's log loss) and ``d_gp`` (Eq. 7's penalty).
+How each printed equation is read: ``losses.clip2gan``.
+
+The CLIP feature M sees. CLIP's image and text embeddings are compared after L2 normalisation,
+so M gets normalised features (an image feature and a text feature then live on one sphere),
+times ``feature_scale`` (``sqrt_dim``: the unit vector times sqrt(D), so a coordinate has about
+unit variance, the scale of StyleGAN's z and of the paper's N(0, 1) noise; ``unit``: as is).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bicyclegan_pl.clip.loading import ClipModel
+from bicyclegan_pl.losses import discriminator_adversarial_loss, interpolation_gradient_penalty
+from bicyclegan_pl.losses.clip2gan import (
+    diversity_loss,
+    fake_gradient_penalty,
+    identity_loss,
+    reconstruction_loss,
+    saturating_generator_loss,
+)
+from bicyclegan_pl.models.base import ScheduledTranslationModule
+from bicyclegan_pl.nets.latent_generators import LatentGenerator
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
+
+FEATURE_SCALES = ("sqrt_dim", "unit")
+PENALTY_POINTS = ("fake", "interpolates")
+EDIT_SPACES = ("gan", "clip")
+
+
+class CLIP2GAN(ScheduledTranslationModule):
+    """M: CLIP feature -> latent of a frozen G, trained to reconstruct images (no text in training)."""
+
+    progress_bar_terms = ("rec", "adv", "div", "d")
+
+    def __init__(
+        self,
+        clip: Callable[[], ClipModel],
+        generator: Callable[[], LatentGenerator],
+        mapping: Callable[..., nn.Module],
+        discriminator: Callable[..., nn.Module],
+        image_size: int = 32,
+        output_nc: int = 3,
+        feature_scale: str = "sqrt_dim",
+        noise: Mapping[str, float] | None = None,
+        penalty_at: str = "fake",
+        lpips: Callable[[], nn.Module] | None = None,
+        identity: Callable[[], nn.Module] | None = None,
+        identity_size: int = 112,
+        **schedule_options: Any,
+    ):
+        super().__init__(**schedule_options)
+        if feature_scale not in FEATURE_SCALES:
+            raise ValueError(f"model.feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
+        if penalty_at not in PENALTY_POINTS:
+            raise ValueError(f"model.penalty_at must be one of {', '.join(PENALTY_POINTS)}, got {penalty_at!r}")
+        self.feature_scale, self.penalty_at = feature_scale, penalty_at
+        noise = {"mean": 0.0, "std": 1.0, **dict(noise or {})}
+        self.noise_mean, self.noise_std = float(noise["mean"]), float(noise["std"])
+        object.__setattr__(self, "clip", clip())  # frozen and outside the children (see the module doc)
+        self.clip.model.requires_grad_(False).eval()
+        self.generator = generator().requires_grad_(False).eval()
+        feature_dim = int(self.clip.model.config.projection_dim)
+        self.mapping = mapping(in_dim=feature_dim, latent_shape=self.generator.latent_shape)
+        self.discriminator = discriminator(image_size=image_size, input_nc=output_nc)
+        object.__setattr__(self, "lpips", _optional(lpips, self.loss_weights.get("lpips"), "lpips", "model.lpips"))
+        object.__setattr__(self, "identity", _optional(identity, self.loss_weights.get("id"), "id", "model.identity"))
+        self.identity_size = int(identity_size)
+        self.feature_dim = feature_dim
+
+    def optimizer_groups(self) -> dict[str, nn.Module]:
+        return {"M": self.mapping, "D": self.discriminator}
+
+    def batch_size_of(self, batch: Mapping[str, Any]) -> int:
+        return int(batch["B"].shape[0])
+
+    def train(self, mode: bool = True) -> CLIP2GAN:
+        super().train(mode)
+        self.generator.eval()  # frozen: DCGAN's BatchNorm keeps its running statistics
+        return self
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return [module for module in (self.clip.model, self.lpips, self.identity) if module is not None]
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(device) / .to(dtype) also move the frozen networks that are not registered children
+        super()._apply(fn, recurse)
+        for module in self._frozen_modules():
+            module._apply(fn, recurse)
+        return self
+
+    # ---- features and codes -------------------------------------------------------------------
+    def _scaled(self, normalised: Tensor) -> Tensor:
+        return normalised * math.sqrt(self.feature_dim) if self.feature_scale == "sqrt_dim" else normalised
+
+    @torch.no_grad()
+    def image_features(self, images: Tensor) -> Tensor:
+        """f = C_img(x) (Eq. 1), normalised and scaled: what M takes."""
+        return self._scaled(self.clip.encode_images(images.to(self.device)).float())
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str]) -> Tensor:
+        """C_text(t), normalised and scaled like the image features (M's input at inference)."""
+        return self._scaled(self.clip.encode_text(list(texts)).float())
+
+    def draw_noise(self, shape: Sequence[int], generator: torch.Generator) -> Tensor:
+        """The diversity noise on CLIP features: N(mean, std^2) per coordinate (``model.noise``)."""
+        return (self.noise_mean + self.noise_std * torch.randn(*shape, generator=generator)).to(self.device)
+
+    def decode(self, features: Tensor) -> Tensor:
+        """G(M(f)): images for CLIP features (differentiable in M's weights)."""
+        return self.generator.synthesize(self.mapping(features))
+
+    # ---- one iteration ------------------------------------------------------------------------
+    def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
+        real = self.to_memory_format(batch["B"])
+        inputs: dict[str, Any] = {"real": real}
+        if self.loss_weights.get("div"):
+            inputs["noise"] = self.draw_noise((real.shape[0], self.feature_dim), generator)
+        if self.loss_weights.get("d_gp") and self.penalty_at == "interpolates":
+            inputs["alpha"] = torch.rand(real.shape[0], generator=generator).to(self.device)
+        return inputs
+
+    def forward_results(self) -> dict[str, ResultSpec]:
+        return {
+            "features": ResultSpec(lambda r: self.image_features(r.inputs["real"]), nets=()),
+            "reconstruction": ResultSpec(lambda r: self.decode(r["features"]), nets=("M",)),
+            "noisy_reconstruction": ResultSpec(lambda r: self.decode(r["features"] + r.inputs["noise"]), nets=("M",)),
+        }
+
+    def loss_terms(self) -> dict[str, Callable[[ForwardResults], Tensor]]:
+        def rec(r: ForwardResults) -> Tensor:
+            return reconstruction_loss(r.inputs["real"], r["reconstruction"])
+
+        def lpips(r: ForwardResults) -> Tensor:
+            return self.lpips(r["reconstruction"].clamp(-1, 1), r.inputs["real"]).mean()
+
+        def adv(r: ForwardResults) -> Tensor:
+            return saturating_generator_loss(self.discriminator(r["reconstruction"]))
+
+        def identity(r: ForwardResults) -> Tensor:
+            size = (self.identity_size, self.identity_size)
+            real = F.interpolate(r.inputs["real"], size=size, mode="bilinear", align_corners=False)
+            rebuilt = F.interpolate(r["reconstruction"], size=size, mode="bilinear", align_corners=False)
+            with torch.no_grad():
+                target = self.identity(real)
+            return identity_loss(target, self.identity(rebuilt))
+
+        def div(r: ForwardResults) -> Tensor:
+            features = r["features"]
+            return diversity_loss(features, features + r.inputs["noise"], r["reconstruction"], r["noisy_reconstruction"])
+
+        def d(r: ForwardResults) -> Tensor:
+            fake = self.discriminator(r.detached("reconstruction"))
+            return discriminator_adversarial_loss(fake, self.discriminator(r.inputs["real"]), "vanilla")
+
+        def d_gp(r: ForwardResults) -> Tensor:
+            if self.penalty_at == "fake":
+                return fake_gradient_penalty(self.discriminator, r.detached("reconstruction"))
+            if "alpha" not in r.inputs:
+                raise ScheduleError("d_gp is in model.schedule but not in model.loss_weights: set model.loss_weights.d_gp")
+            return interpolation_gradient_penalty(self.discriminator, r.inputs["real"], r.detached("reconstruction"), r.inputs["alpha"])
+
+        return {"rec": rec, "lpips": lpips, "adv": adv, "id": identity, "div": div, "d": d, "d_gp": d_gp}
+
+    # ---- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_from_text(self, prompts: Sequence[str], num_samples: int, generator: torch.Generator, noise: bool = True) -> Tensor:
+        """(S, P, C, H, W): ``num_samples`` images per prompt, G(M(C_text(t) + n)) with fresh noise n
+        per sample (Fig. 3 and 6; without ``noise`` every sample is G(M(C_text(t))))."""
+        features = self.text_features(prompts)
+        samples = []
+        for _ in range(num_samples):
+            offset = self.draw_noise(features.shape, generator) if noise else torch.zeros_like(features)
+            samples.append(self.decode(features + offset))
+        return torch.stack(samples)
+
+    @torch.no_grad()
+    def edit(self, images: Tensor, prompt: str, betas: Sequence[float], space: str = "gan") -> Tensor:
+        """(len(betas), N, C, H, W) edits of ``images`` towards ``prompt``. ``gan``: z' = M(C_img(x)) +
+        beta * M(C_text(t)) (Eq. 11-14); ``clip``: G(M(C_img(x) + beta * C_text(t))), the arithmetic in
+        CLIP space (supplementary Table 6)."""
+        if space not in EDIT_SPACES:
+            raise ValueError(f"space must be one of {', '.join(EDIT_SPACES)}, got {space!r}")
+        image_features = self.image_features(images)
+        text_features = self.text_features([prompt]).expand_as(image_features)
+        if space == "clip":
+            return torch.stack([self.decode(image_features + beta * text_features) for beta in betas])
+        latent, direction = self.mapping(image_features), self.mapping(text_features)
+        return torch.stack([self.generator.synthesize(latent + beta * direction) for beta in betas])
+
+    @torch.no_grad()
+    def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
+        """Reconstructions of the batch's images from their CLIP features plus fresh noise per sample."""
+        features = self.image_features(batch["B"])
+        return torch.stack([self.decode(features + self.draw_noise(features.shape, generator)) for _ in range(num_samples)])
+
+    def sample_columns(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator):
+        real = batch["B"].to(self.device)
+        with torch.no_grad():
+            rebuilt = self.decode(self.image_features(real))
+        noisy = self.sample_outputs(batch, num_samples, generator)
+        return [("real", real), ("G(M(f))", rebuilt), *((f"noise {index + 1}", image) for index, image in enumerate(noisy))]
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        real = batch["B"]
+        with torch.no_grad():
+            error = reconstruction_loss(real, self.decode(self.image_features(real)))
+        self.log("val/rec", error, batch_size=real.shape[0], sync_dist=True)
+
+
+def _optional(factory: Callable[[], nn.Module] | None, weight: float | None, term: str, key: str) -> nn.Module | None:
+    """The frozen network of an optional loss term: built only when the term has a weight."""
+    if not weight:
+        return None
+    if factory is None:
+        raise ScheduleError(f"model.loss_weights.{term}={weight} needs {key} (or set model.loss_weights.{term}=0)")
+    return factory().requires_grad_(False).eval()
