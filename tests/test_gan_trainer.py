@@ -149,3 +149,17 @@ def test_stylegan2_trains_through_the_same_engine_with_mixing_and_lazy_r1():
     assert any(not torch.equal(ema_before[k], v) for k, v in model.generator_ema.state_dict().items())
     mixed = model.generator(torch.randn(2, 16), torch.randn(2, 16), 3)
     assert mixed.shape == (2, 3, 32, 32)
+
+
+def test_the_object_judge_reads_real_objects_and_knows_a_blank_image():
+    from bicyclegan_pl.metrics.object_judge import ObjectJudge, attribute_hits
+
+    judge = ObjectJudge(32, bank_size=3000)
+    accuracy = judge.accuracy_on_real(200)
+    assert accuracy["colour"] == 1.0  # the palette is known exactly
+    assert accuracy["family"] > 0.7  # nearest-mask families: the judge's ceiling, reported with its readings (chance 1/6)
+    blank = torch.ones(2, 3, 32, 32)
+    assert judge.colours(blank).tolist() == [-1, -1]
+    readings = {"colour": torch.tensor([0, 0, 1, 2]), "family": torch.tensor([5, 5, 5, 0])}
+    hits = attribute_hits(readings, ["a red star", "a green object"], [{"colour": "red", "family": "star"}, {"colour": "green"}])
+    assert hits == {"colour": [True, True, True, False], "family": [True, True]}
