@@ -15,7 +15,9 @@ import torch
 from omegaconf import DictConfig
 
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
+from bicyclegan_pl.data.captions import ATTRIBUTES, named_attributes
 from bicyclegan_pl.errors import UserError
+from bicyclegan_pl.metrics.object_judge import ObjectJudge, attribute_hits
 from bicyclegan_pl.models.checkpoint import model_from_checkpoint
 from bicyclegan_pl.models.clip2gan import CLIP2GAN
 from bicyclegan_pl.rendering import render_titled_rows
@@ -32,7 +34,7 @@ def generate(cfg: DictConfig) -> dict:
     prompts = as_prompts(cfg.prompt, "prompt")
     if int(cfg.num_samples) < 1:
         raise GenerateSettingError(f"num_samples={cfg.num_samples}: must be at least 1.")
-    model, _ = model_from_checkpoint(cfg.ckpt, expected=CLIP2GAN, purpose="generate")
+    model, checkpoint = model_from_checkpoint(cfg.ckpt, expected=CLIP2GAN, purpose="generate")
     model.to(resolve_device(str(cfg.device)))
     generator = torch.Generator().manual_seed(int(cfg.seed))
     images = model.generate_from_text(prompts, int(cfg.num_samples), generator, noise=bool(cfg.noise))
@@ -49,9 +51,31 @@ def generate(cfg: DictConfig) -> dict:
         "grid": "generate.png (a row per prompt)",
         "images": "images.pt: (num_samples, prompts, C, H, W) in [-1, 1]",
     }
+    data = checkpoint["run_config"].get("data", {})
+    if str(data.get("_target_", "")).endswith("SyntheticObjectsDataModule"):
+        report["ground_truth"] = judge_prompts(images, prompts, int(data["crop_size"]))
+        for name, result in report["ground_truth"]["attributes"].items():
+            print(f"  {name}: {result['accuracy']:.1%} of {result['images']} images show the named {name} (chance {result['chance']:.1%})")
     (out_dir / "generate.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_dir / 'generate.png'} ({len(prompts)} prompt(s) x {cfg.num_samples} samples)")
     return report
+
+
+def judge_prompts(images: torch.Tensor, prompts: list[str], image_size: int) -> dict:
+    """On the synthetic objects: the fraction of images showing the colour / family their prompt
+    names, read from the ground truth (``metrics.object_judge``), next to chance and the judge's
+    own accuracy on real images."""
+    judge = ObjectJudge(image_size)
+    readings = judge.read(images.transpose(0, 1).flatten(0, 1).cpu())  # prompt-major
+    hits = attribute_hits(readings, prompts, [named_attributes(prompt) for prompt in prompts])
+    return {
+        "attributes": {
+            name: {"accuracy": sum(values) / len(values), "images": len(values), "chance": 1.0 / len(ATTRIBUTES[name])}
+            for name, values in hits.items()
+        },
+        "judge_accuracy_on_real_images": judge.accuracy_on_real(),
+        "judge": "metrics.object_judge: colour by the palette, family by the best-overlapping real object",
+    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")

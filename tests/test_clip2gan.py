@@ -183,6 +183,8 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "generate.json").read_text())
     assert report["prompts"] == ["a red star", "a blue ellipse"] and report["num_samples"] == 3
+    truth = report["ground_truth"]["attributes"]  # synthetic objects: judged from the ground truth
+    assert set(truth) == {"colour", "family"} and truth["colour"]["images"] == 6 and truth["colour"]["chance"] == 1 / 8
     assert torch.load(out / "images.pt").shape == (3, 2, 3, 32, 32)
     assert (out / "generate.png").stat().st_size > 0
 
