@@ -90,6 +90,25 @@ class ObjectJudge:
         union = masks.sum(1, keepdim=True) + bank.sum(1) - intersection
         return self.bank_family[(intersection / union.clamp(min=1)).argmax(1)]
 
+    def shape_match(self, images: Tensor) -> Tensor:
+        """(N,) IoU of each image's object mask with its best-overlapping real object (centred):
+        near the real images' value when the shape could have been drawn by the world, low for
+        blobs, fragments and empty images."""
+        masks = centred(object_masks(images).cpu(), self.image_size)
+        intersection = masks @ self.bank_masks.T
+        union = masks.sum(1, keepdim=True) + self.bank_masks.sum(1) - intersection
+        return (intersection / union.clamp(min=1)).max(1).values
+
+    def palette_fit(self, images: Tensor, tolerance: float = 0.3) -> Tensor:
+        """(N,) fraction of each image's inner object pixels within ``tolerance`` (RGB distance in
+        [-1, 1] units) of a palette colour, its stripe shade or black (the outline): 1 for a clean
+        rendering, lower for muddy or off-palette colours."""
+        pixels = images.float().flatten(2).transpose(1, 2)
+        references = torch.cat([self.references, -torch.ones(1, 3)]).to(pixels)
+        close = torch.cdist(pixels, references.expand(len(pixels), -1, -1)).min(-1).values < tolerance
+        masks = object_masks(images)
+        return (close & masks).sum(1) / masks.sum(1).clamp(min=1)
+
     def read(self, images: Tensor) -> dict[str, Tensor]:
         return {"colour": self.colours(images), "family": self.families(images)}
 
