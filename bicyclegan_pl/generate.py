@@ -53,12 +53,26 @@ def generate(cfg: DictConfig) -> dict:
     }
     data = checkpoint["run_config"].get("data", {})
     if str(data.get("_target_", "")).endswith("SyntheticObjectsDataModule"):
-        report["ground_truth"] = judge_prompts(images, prompts, int(data["crop_size"]))
+        report["ground_truth"] = truth = judge_prompts(images, prompts, int(data["crop_size"]))
+        # flat numbers for `python -m bicyclegan_pl.report --eval <folder name>` over a multirun
+        flat = {f"text_{name}": result["accuracy"] for name, result in truth["attributes"].items()}
+        flat["diversity_l1"] = truth["diversity_l1"]
+        (out_dir / "metrics.json").write_text(json.dumps({"metrics": flat}, indent=2) + "\n")
         for name, result in report["ground_truth"]["attributes"].items():
             print(f"  {name}: {result['accuracy']:.1%} of {result['images']} images show the named {name} (chance {result['chance']:.1%})")
     (out_dir / "generate.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_dir / 'generate.png'} ({len(prompts)} prompt(s) x {cfg.num_samples} samples)")
     return report
+
+
+def prompt_diversity(images: torch.Tensor) -> float:
+    """Mean absolute pixel difference between two samples of one prompt, over all pairs and prompts
+    (images: (S, P, C, H, W)); 0 when the noise changes nothing."""
+    samples = images.shape[0]
+    if samples < 2:
+        return 0.0
+    pairs = [(images[i] - images[j]).abs().mean() for i in range(samples) for j in range(i + 1, samples)]
+    return float(torch.stack(pairs).mean())
 
 
 def judge_prompts(images: torch.Tensor, prompts: list[str], image_size: int) -> dict:
@@ -69,6 +83,7 @@ def judge_prompts(images: torch.Tensor, prompts: list[str], image_size: int) -> 
     readings = judge.read(images.transpose(0, 1).flatten(0, 1).cpu())  # prompt-major
     hits = attribute_hits(readings, prompts, [named_attributes(prompt) for prompt in prompts])
     return {
+        "diversity_l1": prompt_diversity(images),
         "attributes": {
             name: {"accuracy": sum(values) / len(values), "images": len(values), "chance": 1.0 / len(ATTRIBUTES[name])}
             for name, values in hits.items()

@@ -205,6 +205,10 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
     from bicyclegan_pl.generate import generate
     from bicyclegan_pl.errors import UserError
 
+    judged = edit(compose_config(f"ckpt={ckpt}", "val_inputs=4", "prompt=a blue object", "beta=[0,1]", f"out_dir={edited}", config_name="edit", tiny=False))
+    per_beta = judged["ground_truth"]["per_beta"]
+    assert [row["beta"] for row in per_beta] == [0.0, 1.0] and {"success_colour", "kept_family", "mask_iou"} <= set(per_beta[0])
+    assert truth_in_range(per_beta)
     with pytest.raises(UserError, match="no such file or folder"):
         edit(compose_config(f"ckpt={ckpt}", f"image={tmp_path / 'nowhere.png'}", "prompt=blue", f"out_dir={edited}", config_name="edit", tiny=False))
     with pytest.raises(UserError, match="needs a CLIP2GAN checkpoint"):
@@ -235,3 +239,7 @@ def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_in
     assert all(torch.equal(a, b) for a, b in zip(model.generator.state_dict().values(), source.state_dict().values()))
     with pytest.raises(Exception, match="model.generator.size"):
         build_model(*_tiny_clip2gan(tiny_clip_dir, path), tiny=False)
+
+
+def truth_in_range(rows: list[dict]) -> bool:
+    return all(0.0 <= value <= 1.0 for row in rows for key, value in row.items() if key != "beta")
