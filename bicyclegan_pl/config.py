@@ -106,6 +106,16 @@ def _unimportable_target(error: BaseException) -> str | None:
     return f"{key.group(1) + ': ' if key else ''}cannot import _target_ {target.group(1)!r} ({hint})"
 
 
+def _missing_value(error: BaseException) -> str | None:
+    """A required setting (``???`` in the config) left out on the command line."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    if not isinstance(error, MissingMandatoryValue):
+        return None
+    key = getattr(error, "full_key", None) or "a required setting"
+    return f"{key} is required: give it on the command line, e.g. {key}=..."
+
+
 @contextmanager
 def user_errors_as_messages() -> Iterator[None]:
     """Report a user mistake (a :class:`UserError` anywhere in the chain, or a ``_target_`` that
@@ -115,7 +125,7 @@ def user_errors_as_messages() -> Iterator[None]:
         yield
     except Exception as error:
         for cause in _chain(error):
-            message = str(cause) if isinstance(cause, UserError) else _unimportable_target(cause)
+            message = str(cause) if isinstance(cause, UserError) else _missing_value(cause) or _unimportable_target(cause)
             if message is not None:
                 print(f"error: {message}", file=sys.stderr)
                 sys.exit(2)

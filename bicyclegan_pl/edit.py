@@ -39,7 +39,10 @@ def _betas(value) -> list[float]:
 
 
 def edit(cfg: DictConfig) -> dict:
-    (prompt,) = as_prompts(cfg.prompt, "prompt")[:1]
+    prompts = as_prompts(cfg.prompt, "prompt")
+    if len(prompts) > 1:
+        raise TextInputError(f"prompt={cfg.prompt}: edit takes one text (run it once per prompt).")
+    (prompt,) = prompts
     betas = _betas(cfg.beta)
     if cfg.space not in EDIT_SPACES:
         raise TextInputError(f"space={cfg.space}: use {' or '.join(EDIT_SPACES)}.")

@@ -46,7 +46,7 @@ def generate(cfg: DictConfig) -> dict:
         "ckpt": str(cfg.ckpt),
         "prompts": prompts,
         "num_samples": int(cfg.num_samples),
-        "noise": {"on": bool(cfg.noise), "mean": model.noise_mean, "std": model.noise_std},
+        "noise": {"on": bool(cfg.noise), "mean": model.noise_mean, "std": model.noise_std, "renormalize": model.noise_renormalize},
         "seed": int(cfg.seed),
         "grid": "generate.png (a row per prompt)",
         "images": "images.pt: (num_samples, prompts, C, H, W) in [-1, 1]",

@@ -66,6 +66,39 @@ def test_mapping_network_outputs_w_plus_and_z_shapes():
     assert not isinstance(list(linear_end.layers)[-1], torch.nn.LeakyReLU)
 
 
+def test_mapping_starts_as_a_map_that_depends_on_its_input():
+    """He initialisation keeps the signal through 12 LeakyReLU layers (PyTorch's default init
+    shrank it about sqrt(3)-fold per layer, and M trained from there collapsed to one image)."""
+    torch.manual_seed(0)
+    mapping = MappingNetwork(64, (100,), depth=12, hidden_dim=256)
+    outputs = mapping(torch.randn(256, 64))
+    assert outputs.std(0).mean() > 0.3  # varies with the input
+    default = MappingNetwork(64, (100,), depth=12, hidden_dim=256)
+    for layer in default.layers:
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()  # PyTorch's own init
+    assert default(torch.randn(256, 64)).std(0).mean() < 0.01
+
+
+def test_sphere_projection_puts_codes_where_dcgan_was_trained(tiny_clip_dir, tiny_generator):
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, tiny_generator), "model.latent_projection=sphere", tiny=False)
+    latent = model.to_latent(torch.randn(5, 16) * 3)
+    assert torch.allclose(latent.norm(dim=1), torch.full((5,), 16 ** 0.5), atol=1e-4)  # DCGAN z_dim 16 here
+    images = next(iter(_batches(1)))["B"]
+    edited = model.edit(images, "a blue object", [0.0], space="gan")[0]
+    with torch.no_grad():
+        assert torch.allclose(edited, model.decode(model.image_features(images)), atol=1e-6)
+
+
+def test_renormalized_noise_keeps_the_features_norm(tiny_clip_dir, tiny_generator):
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, tiny_generator), "model.noise.renormalize=true", tiny=False)
+    features = model.image_features(next(iter(_batches(1)))["B"])
+    noisy = model.add_noise(features, model.draw_noise(features.shape, torch.Generator().manual_seed(0)))
+    assert torch.allclose(noisy.norm(dim=1), features.norm(dim=1), atol=1e-4)
+    assert torch.allclose(features.norm(dim=1), torch.full((4,), 16 ** 0.5), atol=1e-4)  # sqrt_dim: the tiny CLIP's 16
+    assert not torch.allclose(noisy, features)
+
+
 def test_loss_terms_match_hand_computations():
     generator = torch.Generator().manual_seed(0)
     real, fake = torch.rand(2, 3, 4, 4, generator=generator), torch.rand(2, 3, 4, 4, generator=generator)
@@ -153,6 +186,22 @@ def test_settings_that_cannot_work_are_refused_with_the_key(tiny_clip_dir, tiny_
         build_model(*_tiny_clip2gan(tiny_clip_dir, tmp_path / "missing.ckpt"), tiny=False)
 
 
+def test_identity_network_loads_from_torch_export_and_torchscript(tmp_path):
+    from bicyclegan_pl.models.frozen_networks import IdentityNetworkError, load_identity_network
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    images = torch.rand(2, 3, 112, 112)
+    exported = tmp_path / "arcface.pt2"
+    torch.export.save(torch.export.export(net, (images,)), str(exported))
+    loaded = load_identity_network(exported).requires_grad_(False).eval()  # what CLIP2GAN does with it
+    assert torch.allclose(loaded(images), net(images), atol=1e-6)
+    with pytest.raises(IdentityNetworkError, match="does not exist"):
+        load_identity_network(tmp_path / "missing.pt2")
+    (tmp_path / "junk.pt").write_text("not a network")
+    with pytest.raises(IdentityNetworkError, match="not a TorchScript module"):
+        load_identity_network(tmp_path / "junk.pt")
+
+
 def test_identity_term_uses_a_torchscript_network(tiny_clip_dir, tiny_generator, tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     path = tmp_path / "arcface.pt"
@@ -213,6 +262,13 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
         edit(compose_config(f"ckpt={ckpt}", f"image={tmp_path / 'nowhere.png'}", "prompt=blue", f"out_dir={edited}", config_name="edit", tiny=False))
     with pytest.raises(UserError, match="needs a CLIP2GAN checkpoint"):
         generate(compose_config(f"ckpt={tiny_generator}", "prompt=red", f"out_dir={out}", config_name="generate", tiny=False))
+    from bicyclegan_pl.config import user_errors_as_messages
+
+    with pytest.raises(SystemExit) as stopped, user_errors_as_messages():
+        generate(compose_config(f"ckpt={ckpt}", f"out_dir={out}", config_name="generate", tiny=False))  # no prompt
+    assert stopped.value.code == 2
+    with pytest.raises(UserError, match="one text"):
+        edit(compose_config(f"ckpt={ckpt}", f"image={images}", "prompt=[blue,red]", f"out_dir={edited}", config_name="edit", tiny=False))
     with pytest.raises(UserError, match="give numbers"):
         edit(compose_config(f"ckpt={ckpt}", f"image={images}", "prompt=blue", "beta=[a,b]", f"out_dir={edited}", config_name="edit", tiny=False))
 
@@ -228,7 +284,7 @@ def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_in
     torch.save({"g_ema": source.state_dict(), "latent_avg": torch.zeros(16)}, path)
     model, _ = build_model(
         *_tiny_clip2gan(tiny_clip_dir, path), "model.generator.size=32", "model.generator.style_dim=16",
-        "model.generator.n_mlp=2", "model.generator.max_channels=8", tiny=False,
+        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=none", tiny=False,
     )
     ws = torch.randn(2, 8, 16)
     assert torch.equal(model.generator.synthesize(ws), source.synthesize(ws))
@@ -239,6 +295,11 @@ def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_in
     assert all(torch.equal(a, b) for a, b in zip(model.generator.state_dict().values(), source.state_dict().values()))
     with pytest.raises(Exception, match="model.generator.size"):
         build_model(*_tiny_clip2gan(tiny_clip_dir, path), tiny=False)
+    arguments = ("model.generator.size=32", "model.generator.style_dim=16", "model.generator.n_mlp=2", "model.generator.max_channels=8")
+    with pytest.raises(Exception, match="latent_projection=none"):
+        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *arguments, "model.latent_projection=sphere", tiny=False)
+    with pytest.raises(Exception, match="data.crop_size=32"):
+        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *arguments, "model.latent_projection=none", "data.crop_size=64", tiny=False)
 
 
 def truth_in_range(rows: list[dict]) -> bool:

@@ -1,8 +1,8 @@
 """How recognisable generated synthetic objects are, read from the world's ground truth after each
 validation: ``val/shape_match`` (IoU of each output's object with the best-fitting real object; real
 images: 0.95 at 32 px) and ``val/palette_fit`` (share of object pixels in the palette; real: 1.0).
-For systems trained on the synthetic objects (``data=synthetic_objects``): the GANs' random
-samples, CLIP2GAN's reconstructions with noise (each system's ``sample_outputs``)."""
+For systems trained on the synthetic objects (``data=synthetic_objects``): the first of each
+system's ``sample_outputs``, the GANs' random samples and CLIP2GAN's noise-free reconstructions."""
 from __future__ import annotations
 
 from typing import Any

@@ -44,6 +44,7 @@ from bicyclegan_pl.nets.latent_generators import LatentGenerator
 from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
 
 FEATURE_SCALES = ("sqrt_dim", "unit")
+LATENT_PROJECTIONS = ("none", "sphere")
 PENALTY_POINTS = ("fake", "interpolates")
 EDIT_SPACES = ("gan", "clip")
 
@@ -64,6 +65,7 @@ class CLIP2GAN(ScheduledTranslationModule):
         feature_scale: str = "sqrt_dim",
         noise: Mapping[str, float] | None = None,
         penalty_at: str = "fake",
+        latent_projection: str = "none",
         lpips: Callable[[], nn.Module] | None = None,
         identity: Callable[[], nn.Module] | None = None,
         identity_size: int = 112,
@@ -74,12 +76,26 @@ class CLIP2GAN(ScheduledTranslationModule):
             raise ValueError(f"model.feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
         if penalty_at not in PENALTY_POINTS:
             raise ValueError(f"model.penalty_at must be one of {', '.join(PENALTY_POINTS)}, got {penalty_at!r}")
-        self.feature_scale, self.penalty_at = feature_scale, penalty_at
-        noise = {"mean": 0.0, "std": 1.0, **dict(noise or {})}
+        if latent_projection not in LATENT_PROJECTIONS:
+            raise ValueError(f"model.latent_projection must be one of {', '.join(LATENT_PROJECTIONS)}, got {latent_projection!r}")
+        self.feature_scale, self.penalty_at, self.latent_projection = feature_scale, penalty_at, latent_projection
+        noise = {"mean": 0.0, "std": 1.0, "renormalize": False, **dict(noise or {})}
         self.noise_mean, self.noise_std = float(noise["mean"]), float(noise["std"])
+        self.noise_renormalize = bool(noise["renormalize"])
         object.__setattr__(self, "clip", clip())  # frozen and outside the children (see the module doc)
         self.clip.model.requires_grad_(False).eval()
         self.generator = generator().requires_grad_(False).eval()
+        if latent_projection == "sphere" and self.generator.num_ws > 1:
+            raise ScheduleError(
+                "model.latent_projection=sphere rescales a z-space code (DCGAN); this generator takes W+ "
+                f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none"
+            )
+        if self.generator.image_size != image_size:
+            raise ScheduleError(
+                f"the frozen generator makes {self.generator.image_size} px images but data.crop_size={image_size}: "
+                f"set data.crop_size={self.generator.image_size} (and data.load_size) or use a generator of that size"
+            )
+        self.check_gradient_penalties("vanilla", {"d": "d_gp"})  # a penalty with model.compile stops here
         feature_dim = int(self.clip.model.config.projection_dim)
         self.mapping = mapping(in_dim=feature_dim, latent_shape=self.generator.latent_shape)
         self.discriminator = discriminator(image_size=image_size, input_nc=output_nc)
@@ -127,9 +143,30 @@ class CLIP2GAN(ScheduledTranslationModule):
         """The diversity noise on CLIP features: N(mean, std^2) per coordinate (``model.noise``)."""
         return (self.noise_mean + self.noise_std * torch.randn(*shape, generator=generator)).to(self.device)
 
+    def project(self, latent: Tensor) -> Tensor:
+        """``sphere``: each latent code rescaled to norm sqrt(its size), where G's N(0, I) training
+        codes concentrate (for z-space generators such as DCGAN); ``none``: as it is."""
+        if self.latent_projection == "none":
+            return latent
+        flat = latent.flatten(1)
+        return (flat * math.sqrt(flat.shape[1]) / flat.norm(dim=1, keepdim=True).clamp(min=1e-8)).view_as(latent)
+
+    def to_latent(self, features: Tensor) -> Tensor:
+        """M(f), projected (``model.latent_projection``)."""
+        return self.project(self.mapping(features))
+
+    def add_noise(self, features: Tensor, noise: Tensor) -> Tensor:
+        """f + n, and with ``model.noise.renormalize`` brought back to the features' norm (LAFITE's
+        pseudo text features): a noisy feature then lies on the sphere where image and text
+        features lie, instead of further out, where M could tell it apart by its norm alone."""
+        noisy = features + noise
+        if not self.noise_renormalize:
+            return noisy
+        return noisy * features.norm(dim=1, keepdim=True) / noisy.norm(dim=1, keepdim=True).clamp(min=1e-8)
+
     def decode(self, features: Tensor) -> Tensor:
         """G(M(f)): images for CLIP features (differentiable in M's weights)."""
-        return self.generator.synthesize(self.mapping(features))
+        return self.generator.synthesize(self.to_latent(features))
 
     # ---- one iteration ------------------------------------------------------------------------
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
@@ -145,7 +182,8 @@ class CLIP2GAN(ScheduledTranslationModule):
         return {
             "features": ResultSpec(lambda r: self.image_features(r.inputs["real"]), nets=()),
             "reconstruction": ResultSpec(lambda r: self.decode(r["features"]), nets=("M",)),
-            "noisy_reconstruction": ResultSpec(lambda r: self.decode(r["features"] + r.inputs["noise"]), nets=("M",)),
+            "noisy_features": ResultSpec(lambda r: self.add_noise(r["features"], r.inputs["noise"]), nets=()),
+            "noisy_reconstruction": ResultSpec(lambda r: self.decode(r["noisy_features"]), nets=("M",)),
         }
 
     def loss_terms(self) -> dict[str, Callable[[ForwardResults], Tensor]]:
@@ -167,8 +205,7 @@ class CLIP2GAN(ScheduledTranslationModule):
             return identity_loss(target, self.identity(rebuilt))
 
         def div(r: ForwardResults) -> Tensor:
-            features = r["features"]
-            return diversity_loss(features, features + r.inputs["noise"], r["reconstruction"], r["noisy_reconstruction"])
+            return diversity_loss(r["features"], r["noisy_features"], r["reconstruction"], r["noisy_reconstruction"])
 
         def d(r: ForwardResults) -> Tensor:
             fake = self.discriminator(r.detached("reconstruction"))
@@ -191,14 +228,14 @@ class CLIP2GAN(ScheduledTranslationModule):
         features = self.text_features(prompts)
         samples = []
         for _ in range(num_samples):
-            offset = self.draw_noise(features.shape, generator) if noise else torch.zeros_like(features)
-            samples.append(self.decode(features + offset))
+            noisy = self.add_noise(features, self.draw_noise(features.shape, generator)) if noise else features
+            samples.append(self.decode(noisy))
         return torch.stack(samples)
 
     @torch.no_grad()
     def edit(self, images: Tensor, prompt: str, betas: Sequence[float], space: str = "gan") -> Tensor:
         """(len(betas), N, C, H, W) edits of ``images`` towards ``prompt``. ``gan``: z' = M(C_img(x)) +
-        beta * M(C_text(t)) (Eq. 11-14); ``clip``: G(M(C_img(x) + beta * C_text(t))), the arithmetic in
+        beta * M(C_text(t)) (Eq. 11-14; with ``latent_projection=sphere`` the sum is projected too); ``clip``: G(M(C_img(x) + beta * C_text(t))), the arithmetic in
         CLIP space (supplementary Table 6)."""
         if space not in EDIT_SPACES:
             raise ValueError(f"space must be one of {', '.join(EDIT_SPACES)}, got {space!r}")
@@ -206,20 +243,20 @@ class CLIP2GAN(ScheduledTranslationModule):
         text_features = self.text_features([prompt]).expand_as(image_features)
         if space == "clip":
             return torch.stack([self.decode(image_features + beta * text_features) for beta in betas])
-        latent, direction = self.mapping(image_features), self.mapping(text_features)
-        return torch.stack([self.generator.synthesize(latent + beta * direction) for beta in betas])
+        latent, direction = self.to_latent(image_features), self.to_latent(text_features)
+        return torch.stack([self.generator.synthesize(self.project(latent + beta * direction)) for beta in betas])
 
     @torch.no_grad()
     def sample_outputs(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator) -> Tensor:
-        """Reconstructions of the batch's images from their CLIP features plus fresh noise per sample."""
+        """Reconstructions of the batch's images from their CLIP features: the first without noise,
+        G(M(f)) (what FID and the realism measures judge), the others with fresh noise each."""
         features = self.image_features(batch["B"])
-        return torch.stack([self.decode(features + self.draw_noise(features.shape, generator)) for _ in range(num_samples)])
+        noisy = [self.add_noise(features, self.draw_noise(features.shape, generator)) for _ in range(num_samples - 1)]
+        return torch.stack([self.decode(inputs) for inputs in [features, *noisy]])
 
     def sample_columns(self, batch: Mapping[str, Tensor], num_samples: int, generator: torch.Generator):
         real = batch["B"].to(self.device)
-        with torch.no_grad():
-            rebuilt = self.decode(self.image_features(real))
-        noisy = self.sample_outputs(batch, num_samples, generator)
+        rebuilt, *noisy = self.sample_outputs(batch, num_samples + 1, generator)
         return [("real", real), ("G(M(f))", rebuilt), *((f"noise {index + 1}", image) for index, image in enumerate(noisy))]
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:

@@ -42,20 +42,32 @@ def load_frozen_generator(
             "+experiment=dcgan_synthetic` (or stylegan2_synthetic) and pass its checkpoints/last.ckpt, or give a "
             "rosinality StyleGAN2 checkpoint with model.generator.format=rosinality model.generator.size=<pixels>."
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if format == "auto":
-        format = "rosinality" if isinstance(checkpoint, dict) and "g_ema" in checkpoint else "bicyclegan_pl"
+        format = "rosinality" if _holds_g_ema(path) else "bicyclegan_pl"
     if format == "rosinality":
         from bicyclegan_pl.nets.stylegan2 import StyleGAN2
 
         if size is None:
             raise GeneratorCheckpointError(f"{path} is a rosinality StyleGAN2 checkpoint: give its resolution, model.generator.size=<pixels>")
         generator = StyleGAN2.from_rosinality(
-            checkpoint, size, style_dim, n_mlp, channel_multiplier, max_channels=max_channels, source=str(path)
+            path, size, style_dim, n_mlp, channel_multiplier, max_channels=max_channels, source=str(path)
         )
     else:
         generator = _trained_here(path)
     return generator.requires_grad_(False).eval()
+
+
+def _holds_g_ema(path: Path) -> bool:
+    """Whether ``path`` is a rosinality checkpoint (a dict with ``g_ema``), read without running
+    pickled code (rosinality's training checkpoints also hold an argparse.Namespace)."""
+    import argparse
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False  # not a plain tensor file: our own checkpoints hold the run config
+    return isinstance(checkpoint, dict) and "g_ema" in checkpoint
 
 
 def _trained_here(path: Path) -> LatentGenerator:
@@ -85,23 +97,29 @@ def load_identity_network(path: str | Path) -> torch.nn.Module:
         )
     if path.suffix == ".pt2":
         try:
-            return torch.export.load(str(path)).module()
+            return _LoadedNetwork(torch.export.load(str(path)).module())
         except Exception as error:
             raise IdentityNetworkError(f"{path} is not a torch.export program ({type(error).__name__}: {error}).") from error
     try:
-        return _ScriptedNetwork(torch.jit.load(str(path), map_location="cpu"))
+        return _LoadedNetwork(torch.jit.load(str(path), map_location="cpu"))
     except Exception as error:
         raise IdentityNetworkError(
             f"{path} is not a TorchScript module ({type(error).__name__}: {error}); .pt2 files are read as torch.export programs."
         ) from error
 
 
-class _ScriptedNetwork(torch.nn.Module):
-    """A TorchScript module behind a plain one, so it can be frozen and moved like any network."""
+class _LoadedNetwork(torch.nn.Module):
+    """A TorchScript or torch.export module behind a plain one, so it can be frozen and moved like
+    any network. Its mode is never switched: neither kind supports ``train``/``eval`` fully (an
+    exported module refuses ``eval()``), and each was saved in the mode it is meant to run in."""
 
-    def __init__(self, scripted: torch.nn.Module) -> None:
+    def __init__(self, loaded: torch.nn.Module) -> None:
         super().__init__()
-        self.scripted = scripted
+        self.loaded = loaded
+
+    def train(self, mode: bool = True) -> "_LoadedNetwork":
+        self.training = mode
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.scripted(images)
+        return self.loaded(images)

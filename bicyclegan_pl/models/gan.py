@@ -52,6 +52,7 @@ class UnconditionalGAN(ScheduledTranslationModule):
                 "model.gan_mode=wgangp needs an interpolation penalty this trainer does not have; use vanilla "
                 "(StyleGAN2's non-saturating loss, with R1: model.loss_weights.d_r1), lsgan or hinge"
             )
+        self.check_gradient_penalties(gan_mode, {"d": "d_r1"})  # R1 with model.compile stops here
         self.gan_mode = gan_mode
         self.ema_decay = float(ema_decay)
         self.generator = generator(image_size=image_size, output_nc=output_nc)

@@ -6,7 +6,8 @@ convolutions with BatchNorm and ReLU that double the size up to ``image_size``, 
 Discriminator: the mirror image, stride-2 4x4 convolutions with LeakyReLU(0.2) (BatchNorm after
 every one but the first) down to 4x4, then a 4x4 convolution to one raw score per image.
 Widths halve (generator) and double (discriminator) per level, capped at ``8 * nf``, as in the
-paper's 64 px network (ngf = ndf = 64: 512-256-128-64).
+paper's 64 px network (ngf = ndf = 64: 512-256-128-64). Weights keep PyTorch's default initialisation
+(the paper draws them from N(0, 0.02); ``nets.init.init_weights(net, "normal", 0.02)`` does that).
 """
 from __future__ import annotations
 

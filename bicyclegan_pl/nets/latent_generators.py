@@ -11,6 +11,8 @@ class LatentGenerator(nn.Module):
 
     #: length of the random code z
     z_dim: int
+    #: side of the square images it makes, in pixels
+    image_size: int
     #: how many per-layer codes the synthesis takes (1 for a generator without layer-wise styles)
     num_ws: int = 1
     #: forward accepts (z, z_mix, crossover): z's styles before layer ``crossover``, z_mix's after

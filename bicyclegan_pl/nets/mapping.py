@@ -36,6 +36,13 @@ class MappingNetwork(nn.Module):
             if index < depth - 1 or final_activation:
                 layers.append(nn.LeakyReLU(negative_slope))
         self.layers = nn.Sequential(*layers)
+        # He initialisation for the LeakyReLU (the paper gives none): PyTorch's default shrinks the
+        # signal about sqrt(3)-fold per layer, so 12 layers start as a near-constant map, and M
+        # trained from there collapsed to one image for every input
+        for layer in self.layers:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, a=negative_slope, nonlinearity="leaky_relu")
+                nn.init.zeros_(layer.bias)
 
     def forward(self, features: Tensor) -> Tensor:
         """(B, in_dim) CLIP features -> (B, *latent_shape) latent codes."""

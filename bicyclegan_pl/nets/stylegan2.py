@@ -887,6 +887,10 @@ class StyleGAN2(StyleGAN2Generator, LatentGenerator):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.num_ws, self.w_dim)
 
+    @property
+    def image_size(self) -> int:
+        return self.size
+
     def forward(self, z: Tensor, z_mix: Tensor | None = None, crossover: int | None = None) -> Tensor:  # type: ignore[override]
         styles = [z] if z_mix is None else [z, z_mix]
         image, _ = super().forward(styles, inject_index=crossover if z_mix is not None else None, randomize_noise=True)
