@@ -12,7 +12,9 @@ optional identity network and LPIPS (outside the children, like CLIP).
 
 Loss terms (weights: seed 003 supplementary A, rec 1, LPIPS 1, adversarial 0.1, identity 1,
 diversity 1, lambda 1): ``rec`` (Eq. 4), ``lpips`` (Eq. 5), ``adv`` (Eq. 6), ``id`` (Eq. 8), ``div``
-(Eq. 9, on f and f + noise), and D's ``d`` (Eq. 7's log loss) and ``d_gp`` (Eq. 7's penalty).
+(Eq. 9, on f and f + noise), and D's ``d`` (Eq. 7's log loss) and ``d_gp`` (Eq. 7's penalty); and one
+of ours, off by default: ``rec_noisy``, Eq. 4 for the image rebuilt from the noisy feature (the way
+LAFITE trains on pseudo text features), which ties what M does off the image features to the image.
 How each printed equation is read: ``losses.clip2gan``.
 
 The CLIP feature M sees. CLIP's image and text embeddings are compared after L2 normalisation,
@@ -172,7 +174,7 @@ class CLIP2GAN(ScheduledTranslationModule):
     def prepare_iteration(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Any]:
         real = self.to_memory_format(batch["B"])
         inputs: dict[str, Any] = {"real": real}
-        if self.loss_weights.get("div"):
+        if self.loss_weights.get("div") or self.loss_weights.get("rec_noisy"):
             inputs["noise"] = self.draw_noise((real.shape[0], self.feature_dim), generator)
         if self.loss_weights.get("d_gp") and self.penalty_at == "interpolates":
             inputs["alpha"] = torch.rand(real.shape[0], generator=generator).to(self.device)
@@ -189,6 +191,9 @@ class CLIP2GAN(ScheduledTranslationModule):
     def loss_terms(self) -> dict[str, Callable[[ForwardResults], Tensor]]:
         def rec(r: ForwardResults) -> Tensor:
             return reconstruction_loss(r.inputs["real"], r["reconstruction"])
+
+        def rec_noisy(r: ForwardResults) -> Tensor:  # ours, off by default: x rebuilt from f + noise as well
+            return reconstruction_loss(r.inputs["real"], r["noisy_reconstruction"])
 
         def lpips(r: ForwardResults) -> Tensor:
             return self.lpips(r["reconstruction"].clamp(-1, 1), r.inputs["real"]).mean()
@@ -218,7 +223,7 @@ class CLIP2GAN(ScheduledTranslationModule):
                 raise ScheduleError("d_gp is in model.schedule but not in model.loss_weights: set model.loss_weights.d_gp")
             return interpolation_gradient_penalty(self.discriminator, r.inputs["real"], r.detached("reconstruction"), r.inputs["alpha"])
 
-        return {"rec": rec, "lpips": lpips, "adv": adv, "id": identity, "div": div, "d": d, "d_gp": d_gp}
+        return {"rec": rec, "rec_noisy": rec_noisy, "lpips": lpips, "adv": adv, "id": identity, "div": div, "d": d, "d_gp": d_gp}
 
     # ---- inference ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,8 +7,8 @@
 #
 # 1. the frozen parts, unless they exist: the small CLIP (4,000 steps) and the DCGAN (dcgan_synthetic);
 # 2. CLIP2GAN (+experiment=clip2gan_synthetic, 2 epochs of 250 iterations) with the paper's objective,
-#    without L_adv, without L_div, and with the diversity noise at std 0.25 instead of 1; seeds 0, 1, 2
-#    (two jobs at a time, one thread each);
+#    without L_adv, without L_div, with the diversity noise at std 0.25 instead of 1, and with the
+#    noisy feature brought back to the feature's norm; seeds 0, 1, 2 (two jobs at a time, one thread each);
 # 3. per run: generate 8 noisy images and the noise-free one for each of the 14 one-attribute prompts
 #    (8 colours, 6 families), and edit 64 validation images towards "a blue object" in GAN and CLIP
 #    space, all judged from the ground truth (metrics/object_judge.py);
@@ -34,6 +34,13 @@ for seed in 0 1 2; do
   train full $seed & train no_adv $seed model.loss_weights.adv=0 & wait
   train no_div $seed model.loss_weights.div=0 & train noise_0.25 $seed model.noise.std=0.25 & wait
 done
+# the paper's noise brought back to the feature's norm (LAFITE's pseudo text features)
+train renormalized 0 model.noise.renormalize=true & train renormalized 1 model.noise.renormalize=true & wait
+train renormalized 2 model.noise.renormalize=true
+# ... and x rebuilt from the noisy feature too (rec_noisy: ours, LAFITE's way of training on pseudo text features)
+pseudo=(model.noise.renormalize=true model.loss_weights.rec_noisy=1)
+train pseudo_text 0 "${pseudo[@]}" & train pseudo_text 1 "${pseudo[@]}" & wait
+train pseudo_text 2 "${pseudo[@]}"
 
 COLOURS="a red object,a green object,a blue object,a yellow object,a magenta object,a cyan object,a black object,a gray object"
 FAMILIES="an ellipse,a rectangle,a rounded rectangle,a triangle,a polygon,a star"
@@ -47,11 +54,11 @@ for job in $OUT/*/seed*; do
 done
 
 report() {  # evaluation, metrics compared with the paper's objective
-  $PYTHON -m bicyclegan_pl.report $OUT --eval $1 --group-by model.loss_weights.adv,model.loss_weights.div,model.noise.std \
+  $PYTHON -m bicyclegan_pl.report $OUT --eval $1 --group-by model.loss_weights.adv,model.loss_weights.div,model.noise.std,model.noise.renormalize,model.loss_weights.rec_noisy \
     --baseline "(default)" --compare "${@:2}" \
     --out experiments/clip2gan_synthetic/$1
 }
-report generate eval/text_colour eval/text_family eval/diversity_l1 val/shape_match val/palette_fit val/rec
+report generate eval/text_colour eval/text_family eval/diversity_l1 val/rec
 report generate_mean eval/text_colour eval/text_family
 for space in gan clip; do
   report edit_colour_$space eval/success_colour@0 eval/success_colour@0.5 eval/success_colour@1 eval/kept_family@1 eval/mask_iou@1
