@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
@@ -37,7 +38,13 @@ def generate(cfg: DictConfig) -> dict:
     model, checkpoint = model_from_checkpoint(cfg.ckpt, expected=CLIP2GAN, purpose="generate")
     model.to(resolve_device(str(cfg.device)))
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    images = model.generate_from_text(prompts, int(cfg.num_samples), generator, noise=bool(cfg.noise))
+    data = checkpoint["run_config"].get("data", {})
+    shift = None
+    if cfg.text_shift == "modality_gap":
+        shift = modality_gap(model, data, int(cfg.gap_items))
+    elif cfg.text_shift != "none":
+        raise GenerateSettingError(f"text_shift={cfg.text_shift}: use none or modality_gap.")
+    images = model.generate_from_text(prompts, int(cfg.num_samples), generator, noise=bool(cfg.noise), shift=shift)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     render_titled_rows(prompts, images.transpose(0, 1)).save(out_dir / "generate.png")
@@ -51,7 +58,7 @@ def generate(cfg: DictConfig) -> dict:
         "grid": "generate.png (a row per prompt)",
         "images": "images.pt: (num_samples, prompts, C, H, W) in [-1, 1]",
     }
-    data = checkpoint["run_config"].get("data", {})
+    report["text_shift"] = str(cfg.text_shift)
     if str(data.get("_target_", "")).endswith("SyntheticObjectsDataModule"):
         report["ground_truth"] = truth = judge_prompts(images, prompts, int(data["crop_size"]))
         # flat numbers for `python -m bicyclegan_pl.report --eval <folder name>` over a multirun
@@ -63,6 +70,17 @@ def generate(cfg: DictConfig) -> dict:
     (out_dir / "generate.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_dir / 'generate.png'} ({len(prompts)} prompt(s) x {cfg.num_samples} samples)")
     return report
+
+
+def modality_gap(model: CLIP2GAN, data: dict, count: int) -> torch.Tensor:
+    """CLIP's image - text offset, measured on the first ``count`` training images of the checkpoint's
+    data and their captions (the synthetic objects have them)."""
+    if not str(data.get("_target_", "")).endswith("SyntheticObjectsDataModule"):
+        raise GenerateSettingError("text_shift=modality_gap needs captioned training images: a checkpoint trained on data=synthetic_objects.")
+    datamodule = instantiate(data, _convert_="all")
+    datamodule.setup("fit")
+    items = [datamodule.train_set[index] for index in range(min(count, len(datamodule.train_set)))]
+    return model.modality_gap(torch.stack([item["B"] for item in items]), [item["caption"] for item in items])
 
 
 def prompt_diversity(images: torch.Tensor) -> float:

@@ -90,6 +90,19 @@ def test_sphere_projection_puts_codes_where_dcgan_was_trained(tiny_clip_dir, tin
         assert torch.allclose(edited, model.decode(model.image_features(images)), atol=1e-6)
 
 
+def test_modality_gap_moves_text_features_by_the_mean_image_text_offset(tiny_clip_dir, tiny_generator):
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, tiny_generator), tiny=False)
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    captions = ["a red star", "a blue ellipse", "a star", "a green object", "a gray polygon", "a triangle"]
+    gap = model.modality_gap(images, captions)
+    expected = model.clip.encode_images(images).mean(0) - model.clip.encode_text(captions).mean(0)
+    assert torch.allclose(gap, expected, atol=1e-6)
+    text = model.clip.encode_text(["a red star"])
+    shifted = model.text_features(["a red star"], shift=gap)
+    assert torch.allclose(shifted, F.normalize(text + gap, dim=1) * 16 ** 0.5, atol=1e-5)  # sqrt_dim: D = 16
+    assert torch.allclose(model.text_features(["a red star"]), text * 16 ** 0.5, atol=1e-5)
+
+
 def test_renormalized_noise_keeps_the_features_norm(tiny_clip_dir, tiny_generator):
     model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, tiny_generator), "model.noise.renormalize=true", tiny=False)
     features = model.image_features(next(iter(_batches(1)))["B"])
@@ -262,6 +275,11 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
         edit(compose_config(f"ckpt={ckpt}", f"image={tmp_path / 'nowhere.png'}", "prompt=blue", f"out_dir={edited}", config_name="edit", tiny=False))
     with pytest.raises(UserError, match="needs a CLIP2GAN checkpoint"):
         generate(compose_config(f"ckpt={tiny_generator}", "prompt=red", f"out_dir={out}", config_name="generate", tiny=False))
+    shifted = generate(compose_config(f"ckpt={ckpt}", "prompt=[a red object]", "num_samples=1", "noise=false", "text_shift=modality_gap",
+                                      "gap_items=8", f"out_dir={tmp_path / 'shifted'}", config_name="generate", tiny=False))
+    assert shifted["text_shift"] == "modality_gap" and shifted["ground_truth"]["attributes"]["colour"]["images"] == 1
+    with pytest.raises(UserError, match="text_shift"):
+        generate(compose_config(f"ckpt={ckpt}", "prompt=red", "text_shift=sideways", f"out_dir={out}", config_name="generate", tiny=False))
     from bicyclegan_pl.config import user_errors_as_messages
 
     with pytest.raises(SystemExit) as stopped, user_errors_as_messages():

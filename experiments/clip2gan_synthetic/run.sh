@@ -11,7 +11,8 @@
 #    noisy feature brought back to the feature's norm; seeds 0, 1, 2 (two jobs at a time, one thread each);
 # 3. per run: generate 8 noisy images and the noise-free one for each of the 14 one-attribute prompts
 #    (8 colours, 6 families), and edit 64 validation images towards "a blue object" in GAN and CLIP
-#    space, all judged from the ground truth (metrics/object_judge.py);
+#    space, all judged from the ground truth (metrics/object_judge.py); and the same prompts with the
+#    text features shifted across CLIP's mean image - text offset (generate text_shift=modality_gap);
 # 4. report: mean ± std over seeds, each variant against the paper's objective (Welch).
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -51,6 +52,9 @@ for job in $OUT/*/seed*; do
   for space in gan clip; do
     $PYTHON -m bicyclegan_pl.edit ckpt=$ckpt val_inputs=64 "prompt=a blue object" space=$space out_dir=$job/eval/edit_colour_$space
   done
+  # text features moved across CLIP's image - text gap (not in the paper; generate text_shift=modality_gap)
+  $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt "prompt=[$COLOURS,$FAMILIES]" num_samples=1 noise=false text_shift=modality_gap out_dir=$job/eval/generate_gap
+  $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt "prompt=[$COLOURS,$FAMILIES]" num_samples=4 text_shift=modality_gap out_dir=$job/eval/generate_gap_noisy
 done
 
 report() {  # evaluation, metrics compared with the paper's objective
@@ -60,6 +64,8 @@ report() {  # evaluation, metrics compared with the paper's objective
 }
 report generate eval/text_colour eval/text_family eval/diversity_l1 val/rec
 report generate_mean eval/text_colour eval/text_family
+report generate_gap eval/text_colour eval/text_family
+report generate_gap_noisy eval/text_colour eval/text_family eval/diversity_l1
 for space in gan clip; do
   report edit_colour_$space eval/success_colour@0 eval/success_colour@0.5 eval/success_colour@1 eval/kept_family@1 eval/mask_iou@1
 done
