@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig
 
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.captions import ATTRIBUTES, named_attributes
-from bicyclegan_pl.metrics.object_judge import ObjectJudge, object_masks
+from bicyclegan_pl.metrics.object_judge import JUDGE_DESCRIPTION, ObjectJudge, object_masks
 from bicyclegan_pl.models.checkpoint import model_from_checkpoint
 from bicyclegan_pl.models.clip2gan import CLIP2GAN, EDIT_SPACES
 from bicyclegan_pl.rendering import render_titled_rows
@@ -123,7 +123,7 @@ def judge_edits(images, edited, truth, prompt: str, betas, image_size: int) -> d
         "named": named,
         "inputs": len(images),
         "judge_accuracy_on_real_images": judge.accuracy_on_real(),
-        "judge": "metrics.object_judge: colour by the palette, family by the best-overlapping real object",
+        "judge": JUDGE_DESCRIPTION,
     }
 
 

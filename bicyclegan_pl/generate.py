@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.captions import ATTRIBUTES, named_attributes
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.metrics.object_judge import ObjectJudge, attribute_hits
+from bicyclegan_pl.metrics.object_judge import JUDGE_DESCRIPTION, ObjectJudge, attribute_hits
 from bicyclegan_pl.models.checkpoint import model_from_checkpoint
 from bicyclegan_pl.models.clip2gan import CLIP2GAN
 from bicyclegan_pl.rendering import render_titled_rows
@@ -107,7 +107,7 @@ def judge_prompts(images: torch.Tensor, prompts: list[str], image_size: int) -> 
             for name, values in hits.items()
         },
         "judge_accuracy_on_real_images": judge.accuracy_on_real(),
-        "judge": "metrics.object_judge: colour by the palette, family by the best-overlapping real object",
+        "judge": JUDGE_DESCRIPTION,
     }
 
 

@@ -163,3 +163,30 @@ def test_the_object_judge_reads_real_objects_and_knows_a_blank_image():
     readings = {"colour": torch.tensor([0, 0, 1, 2]), "family": torch.tensor([5, 5, 5, 0])}
     hits = attribute_hits(readings, ["a red star", "a green object"], [{"colour": "red", "family": "star"}, {"colour": "green"}])
     assert hits == {"colour": [True, True, True, False], "family": [True, True]}
+
+
+def test_resume_equals_an_uninterrupted_run_ema_included(tmp_path):
+    """Lazy R1 (every 16) and the EMA across a resume: 2 epochs of 10 iterations in one go, or 1 +
+    resume + 1, give the same G, D, EMA and optimiser states."""
+    torch.manual_seed(0)
+    initial, _ = build_model(*SMALL_DCGAN, "model.loss_weights.d_r1=5", tiny=False)
+    data = SyntheticObjectsDataModule(crop_size=32, train_size=40, val_size=8, batch_size=4, seed=3)
+
+    def fit(model, epochs, ckpt_path=None):
+        trainer = cpu_trainer(max_epochs=epochs)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        return trainer
+
+    uninterrupted = copy.deepcopy(initial)
+    full = fit(uninterrupted, 2)
+    half = copy.deepcopy(initial)
+    fit(half, 1).save_checkpoint(tmp_path / "half.ckpt")
+    resumed = copy.deepcopy(initial)
+    again = fit(resumed, 2, tmp_path / "half.ckpt")
+    assert resumed.iteration == uninterrupted.iteration == 20
+    for (key, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{key} differs after resume"
+    for ours, theirs in zip(full.optimizers, again.optimizers):
+        for a, b in zip(ours.state_dict()["state"].values(), theirs.state_dict()["state"].values()):
+            assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["step"], b["step"])
+    assert [int(o.state_dict()["state"][0]["step"]) for o in again.optimizers] == [20, 20 + 2]  # G; D plus R1 at 0 and 16

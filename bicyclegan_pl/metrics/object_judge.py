@@ -25,6 +25,8 @@ from bicyclegan_pl.data.captions import ATTRIBUTES
 from bicyclegan_pl.data.shapes import FAMILIES, render_mask
 from bicyclegan_pl.data.synthetic import stripe_shade
 
+#: how the judge reads an image, for the reports that quote its readings
+JUDGE_DESCRIPTION = "metrics.object_judge: colour by the palette, family by the best-overlapping real object"
 #: a pixel belongs to the object when its RGB distance (in [-1, 1] units) from white exceeds this
 OBJECT_THRESHOLD = 0.5
 
