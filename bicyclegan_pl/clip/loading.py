@@ -71,21 +71,24 @@ def _size(value: object, *keys: str) -> int:
     raise ValueError(f"cannot read {keys} from the processor's size {value!r}")
 
 
-def load_clip(name: str, device: torch.device | str = "cpu", local_files_only: bool | None = None) -> ClipModel:
-    """``name``: a hub id (``openai/clip-vit-base-patch32``) or a folder written by ``save_pretrained``.
+def load_clip(
+    name: str, device: torch.device | str = "cpu", local_files_only: bool | None = None, key: str = "clip.model"
+) -> ClipModel:
+    """``name``: a hub id (``openai/clip-vit-base-patch32``) or a folder written by ``save_pretrained``;
+    ``key``: the setting it came from, named in errors.
 
     ``local_files_only`` (default: the ``HF_HUB_OFFLINE`` environment variable) forbids downloads;
     a checkpoint that cannot be found raises ``ClipNotFoundError`` saying where it was looked for.
     """
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    source, local_files_only = resolve_source(name, local_files_only)
+    source, local_files_only = resolve_source(name, local_files_only, key)
     try:
         model = CLIPModel.from_pretrained(source, local_files_only=local_files_only)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
     except OSError as error:
-        raise not_found(name, error) from error
+        raise not_found(name, error, key) from error
     model.eval().requires_grad_(False)
     preprocess = preprocess_from(processor)
     return ClipModel(model=model, tokenizer=tokenizer, preprocess=preprocess, name=name).to(device)
