@@ -75,11 +75,11 @@ class CLIP2GAN(ScheduledTranslationModule):
     ):
         super().__init__(**schedule_options)
         if feature_scale not in FEATURE_SCALES:
-            raise ValueError(f"model.feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
+            raise ScheduleError(f"model.feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
         if penalty_at not in PENALTY_POINTS:
-            raise ValueError(f"model.penalty_at must be one of {', '.join(PENALTY_POINTS)}, got {penalty_at!r}")
+            raise ScheduleError(f"model.penalty_at must be one of {', '.join(PENALTY_POINTS)}, got {penalty_at!r}")
         if latent_projection not in LATENT_PROJECTIONS:
-            raise ValueError(f"model.latent_projection must be one of {', '.join(LATENT_PROJECTIONS)}, got {latent_projection!r}")
+            raise ScheduleError(f"model.latent_projection must be one of {', '.join(LATENT_PROJECTIONS)}, got {latent_projection!r}")
         self.feature_scale, self.penalty_at, self.latent_projection = feature_scale, penalty_at, latent_projection
         noise = {"mean": 0.0, "std": 1.0, "renormalize": False, **dict(noise or {})}
         self.noise_mean, self.noise_std = float(noise["mean"]), float(noise["std"])

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from bicyclegan_pl.losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from bicyclegan_pl.models.base import ScheduledTranslationModule
-from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec
+from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
 
 NetFactory = Callable[..., nn.Module]
 
@@ -46,9 +46,9 @@ class UnconditionalGAN(ScheduledTranslationModule):
     ):
         super().__init__(**schedule_options)
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"model.ema_decay must be in [0, 1), got {ema_decay}")
+            raise ScheduleError(f"model.ema_decay must be in [0, 1), got {ema_decay}")
         if gan_mode == "wgangp":
-            raise ValueError(
+            raise ScheduleError(
                 "model.gan_mode=wgangp needs an interpolation penalty this trainer does not have; use vanilla "
                 "(StyleGAN2's non-saturating loss, with R1: model.loss_weights.d_r1), lsgan or hinge"
             )
@@ -58,7 +58,7 @@ class UnconditionalGAN(ScheduledTranslationModule):
         self.generator = generator(image_size=image_size, output_nc=output_nc)
         self.discriminator = discriminator(image_size=image_size, input_nc=output_nc)
         if mixing and not self.generator.supports_mixing:
-            raise ValueError(f"model.mixing={mixing}: {type(self.generator).__name__} has no style mixing; set model.mixing=0")
+            raise ScheduleError(f"model.mixing={mixing}: {type(self.generator).__name__} has no style mixing; set model.mixing=0")
         self.mixing = float(mixing)
         #: the average of G's weights (and a copy of its buffers): what samples and CLIP2GAN use
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
