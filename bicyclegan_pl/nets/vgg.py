@@ -1,0 +1,150 @@
+"""VGG feature extractor for the style-transfer losses (Gatys et al. 2015; Ghiasi et al. 2017).
+
+Layers are named as the papers name them: ``conv<b>_<i>``, ``relu<b>_<i>``, ``pool<b>`` for block
+b and convolution i. The papers used Caffe, whose ReLUs run in place, so the blob that Gatys et al.
+call "conv4_2" holds the rectified output: our ``relu4_2`` (their own PyTorch port reads ``r42``).
+Both the raw convolution and its ReLU are returned here, so either reading can be asked for; the
+ReLUs are not in place for that reason.
+
+The layers are built in torchvision's order (same module indices as ``vgg19().features``), so
+torchvision's ImageNet files load as they are. Only the layers up to the deepest one asked for are
+built: the classifier (90 % of VGG's parameters) and the unused top layers are never allocated.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import VGG16_Weights, VGG19_Weights
+
+from bicyclegan_pl.errors import UserError
+from bicyclegan_pl.metrics.weights import WeightsNotFoundError, resolve_weights
+
+#: convolutions per block (each 3x3, then a ReLU; a 2x2 pooling ends each block)
+BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+WIDTHS = (64, 128, 256, 512, 512)
+WEIGHT_URLS = {"vgg16": VGG16_Weights.IMAGENET1K_V1.url, "vgg19": VGG19_Weights.IMAGENET1K_V1.url}
+POOLINGS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+#: the normalisation torchvision's ImageNet weights expect, for images in [0, 1]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGGSettingError(UserError, ValueError):
+    """An architecture, layer name or pooling the VGG feature extractor does not have."""
+
+
+def layer_names(arch: str) -> list[str]:
+    """The names of ``arch``'s feature layers, in order (index i = torchvision's ``features[i]``)."""
+    if arch not in BLOCKS:
+        raise VGGSettingError(f"VGG arch={arch!r}: choose from {sorted(BLOCKS)}.")
+    names: list[str] = []
+    for block, convolutions in enumerate(BLOCKS[arch], start=1):
+        for index in range(1, convolutions + 1):
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+        names.append(f"pool{block}")
+    return names
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG-16/19 ``features``: images in [-1, 1] (N, 3, H, W) -> {layer name: activation}.
+
+    ``weights``: ``"imagenet"`` loads torchvision's official file through
+    :func:`~bicyclegan_pl.metrics.weights.resolve_weights` (``weights_dir``, the torch hub cache,
+    a download only if ``allow_download``); a path loads that state dict (torchvision's format,
+    ``features.<i>.weight``, or the features alone, ``<i>.weight``); ``None`` keeps a random
+    initialisation (torchvision's for VGG), for tests and for runs that only need the code path.
+    ``pooling="avg"`` replaces every max pooling by average pooling (Gatys et al.'s choice for
+    synthesis); the weights are the same either way.
+    """
+
+    def __init__(
+        self,
+        arch: str = "vgg19",
+        layers: Sequence[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        pooling: str = "max",
+        weights: str | None = "imagenet",
+        weights_dir: str | Path | None = None,
+        allow_download: bool = False,
+    ) -> None:
+        super().__init__()
+        names = layer_names(arch)
+        unknown = [layer for layer in layers if layer not in names]
+        if unknown or not layers:
+            problem = f"{arch} has no {unknown}" if unknown else "give at least one"
+            raise VGGSettingError(f"VGG layers {list(layers)}: {problem}; the layers of {arch} are {', '.join(names)}.")
+        if pooling not in POOLINGS:
+            raise VGGSettingError(f"VGG pooling={pooling!r}: choose from {sorted(POOLINGS)}.")
+        self.arch = arch
+        self.layers = tuple(layers)
+        depth = max(names.index(layer) for layer in layers) + 1
+        self.names = names[:depth]
+        self.features = nn.Sequential(*build_layers(arch, pooling)[:depth])
+        if weights is None:
+            initialise(self.features)
+        else:
+            load_weights(self.features, arch, weights_file(arch, weights, weights_dir, allow_download))
+        self.features.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        """Always in eval mode: a frozen feature extractor inside a training system stays one."""
+        return super().train(False)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        wanted = set(self.layers)
+        hidden = ((images + 1) / 2 - self.mean) / self.std
+        found: dict[str, Tensor] = {}
+        for name, layer in zip(self.names, self.features):
+            hidden = layer(hidden)
+            if name in wanted:
+                found[name] = hidden
+        return found
+
+
+def build_layers(arch: str, pooling: str) -> list[nn.Module]:
+    """``arch``'s feature layers in torchvision's order, with not-in-place ReLUs."""
+    modules: list[nn.Module] = []
+    channels = 3
+    for convolutions, width in zip(BLOCKS[arch], WIDTHS):
+        for _ in range(convolutions):
+            modules += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU()]
+            channels = width
+        modules.append(POOLINGS[pooling](kernel_size=2, stride=2))
+    return modules
+
+
+def initialise(features: nn.Module) -> None:
+    """torchvision's VGG initialisation (He, fan-out): random features keep their scale through
+    16 layers, so losses on a random network behave like losses on a trained one."""
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+
+
+def weights_file(arch: str, weights: str, weights_dir: str | Path | None, allow_download: bool) -> Path:
+    """The state dict file ``weights`` names: torchvision's ImageNet file, or a path."""
+    if weights == "imagenet":
+        return resolve_weights(WEIGHT_URLS[arch], weights_dir, allow_download, f"{arch.upper()} (torchvision, ImageNet)")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"The {arch.upper()} weights file {path} does not exist (weights: \"imagenet\" or a path to a state dict).")
+    return path
+
+
+def load_weights(features: nn.Sequential, arch: str, path: Path) -> None:
+    """Load the parameters of ``features`` (the first layers of ``arch``) from ``path``."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    layers = {key.removeprefix("features."): value for key, value in state.items() if not key.startswith("classifier.")}
+    try:
+        features.load_state_dict({key: value for key, value in layers.items() if int(key.split(".", 1)[0]) < len(features)})
+    except (ValueError, RuntimeError) as error:
+        raise VGGSettingError(
+            f"{path} is not a torchvision {arch} state dict (keys features.<index>.weight/bias, as torchvision's "
+            f"{WEIGHT_URLS[arch].rsplit('/', 1)[-1]}): {str(error).splitlines()[0]}"
+        ) from error
