@@ -258,7 +258,10 @@ class ScheduledTranslationModule(L.LightningModule):
         return [p for name in optimizer_names for p in groups[name].parameters() if p.requires_grad]
 
     def _optimizer(self, name: str):
-        return self.optimizers()[self._optimizer_index[name]]
+        optimizers = self.optimizers()
+        if not isinstance(optimizers, list):  # Lightning returns a system's only optimiser bare
+            optimizers = [optimizers]
+        return optimizers[self._optimizer_index[name]]
 
     def zero_grad_of(self, optimizer_name: str) -> None:
         self._optimizer(optimizer_name).zero_grad(set_to_none=True)
