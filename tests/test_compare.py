@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from bicyclegan_pl.compare import compare
+from bicyclegan_pl.compare import compare, task_images
 from bicyclegan_pl.metrics.style import GramStyleDistance, luma, luma_ssim
+from bicyclegan_pl.models.checkpoint import model_from_checkpoint
 from tests.cli import run_train
 from tests.helpers import compose_config
 
@@ -50,17 +51,25 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = instantiate(cfg.model, _convert_="all")
     checkpoint = root / "cyclegan.ckpt"
     torch.save({"state_dict": model.state_dict(), "run_config": OmegaConf.to_container(cfg)}, checkpoint)
+    style_cfg = compose_config(
+        "model=arbitrary_style", *data, "model.style_predictor=tiny", "model.tiny_channels=8", "model.transfer_channels=8",
+        "model.residual_blocks=1", "model.style_image_size=null", "model.style_augmentation=null",
+        "model.loss_network.weights=null", tiny=False,
+    )
+    style_model = instantiate(style_cfg.model, _convert_="all")
+    ghiasi = root / "ghiasi.ckpt"
+    torch.save({"state_dict": style_model.state_dict(), "run_config": OmegaConf.to_container(style_cfg)}, ghiasi)
     weights = root / "weights" / "checkpoints"
     weights.mkdir(parents=True)
     from torchvision.models import AlexNet_Weights, alexnet
 
     torch.save(alexnet(weights=None).state_dict(), weights / AlexNet_Weights.DEFAULT.url.rsplit("/", 1)[-1])
-    return {"root": root, "photos": photos, "cyclegan": checkpoint, "weights": weights.parent}
+    return {"root": root, "photos": photos, "cyclegan": checkpoint, "ghiasi": ghiasi, "weights": weights.parent}
 
 
 def offline_settings(task: dict[str, Path], out_dir: Path) -> list[str]:
     return [
-        f"cyclegan.ckpt={task['cyclegan']}", "gatys.steps=3", "gatys.vgg.weights=null", "style_network.weights=null",
+        f"cyclegan.ckpt={task['cyclegan']}", f"ghiasi.ckpt={task['ghiasi']}", "gatys.steps=3", "gatys.vgg.weights=null", "style_network.weights=null",
         "metrics/feature_extractor@feature_extractor=conv", f"paths.weights_dir={task['weights']}",
         "lpips.allow_download=false", "device=cpu", f"out_dir={out_dir}", "batch_size=4",
     ]
@@ -68,14 +77,14 @@ def offline_settings(task: dict[str, Path], out_dir: Path) -> list[str]:
 
 def test_compare_writes_one_table_and_grid_for_the_tasks_held_out_images(task, tmp_path):
     out_dir = tmp_path / "out"
-    cfg = compose_config(*offline_settings(task, out_dir), "methods=[gatys,cyclegan]", config_name="compare", tiny=False)
+    cfg = compose_config(*offline_settings(task, out_dir), config_name="compare", tiny=False)
     table = compare(cfg)
 
-    assert list(table) == ["input", "gatys", "cyclegan"]
+    assert list(table) == ["input", "gatys", "ghiasi", "cyclegan"]
     # the "do nothing" row: the input compared with itself
     assert table["input"]["lpips_to_input"] == pytest.approx(0.0, abs=1e-6)
     assert table["input"]["ssim_to_input"] == pytest.approx(1.0, abs=1e-4)
-    for name in ("gatys", "cyclegan"):
+    for name in ("gatys", "ghiasi", "cyclegan"):
         assert table[name]["seconds_per_image"] > 0
         assert table[name]["lpips_to_input"] > 0
         assert np.isfinite([table[name][key] for key in ("fid", "kid_mean", "style_distance", "ssim_to_input")]).all()
@@ -88,17 +97,19 @@ def test_compare_writes_one_table_and_grid_for_the_tasks_held_out_images(task, t
     flat = json.loads((out_dir / "metrics.json").read_text())["metrics"]
     assert flat["cyclegan/fid"] == table["cyclegan"]["fid"]
     markdown = (out_dir / "compare.md").read_text()
-    assert "| input, unchanged |" in markdown and "| gatys |" in markdown and "| cyclegan |" in markdown
+    assert all(f"| {name} |" in markdown for name in ("input, unchanged", "gatys", "ghiasi", "cyclegan"))
     grid = Image.open(out_dir / "compare.png")
-    # columns content | style | gatys | cyclegan, rows: the 6 contents (each image drawn at >= 96 px)
-    assert grid.width > 4 * 96 and grid.height > 6 * 96
+    # columns content | style | gatys | ghiasi | cyclegan, rows: the 6 contents (each image drawn at >= 96 px)
+    assert grid.width > 5 * 96 and grid.height > 6 * 96
+    # Ghiasi's column: the checkpoint's network on (the content as RGB, its style reference)
+    saved = torch.load(out_dir / "outputs.pt")
+    model, _ = model_from_checkpoint(task["ghiasi"])
+    images = task_images(cfg, torch.load(task["cyclegan"], weights_only=False)["run_config"])
+    assert torch.allclose(saved["ghiasi"], model.stylize(images["content"], images["style"]).clamp(-1, 1), atol=1e-5)
 
 
 def test_cyclegan_column_is_the_checkpoints_generator(task, tmp_path):
     """The cyclegan method is G_A of the checkpoint on the 1-channel content, not a re-created net."""
-    from bicyclegan_pl.compare import task_images
-    from bicyclegan_pl.models.checkpoint import model_from_checkpoint
-
     out_dir = tmp_path / "out"
     cfg = compose_config(*offline_settings(task, out_dir), "methods=[cyclegan]", config_name="compare", tiny=False)
     table = compare(cfg)
