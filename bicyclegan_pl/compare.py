@@ -183,7 +183,9 @@ def compare(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, targets: Tensor, device: torch.device) -> dict[str, dict[str, float]]:
     extractor = instantiate(cfg.feature_extractor)().to(device)
-    lpips = load_lpips_network(str(cfg.lpips.net_type), cfg.paths.weights_dir, bool(cfg.lpips.allow_download)).to(device)
+    lpips = None
+    if cfg.lpips.net_type is not None:
+        lpips = load_lpips_network(str(cfg.lpips.net_type), cfg.paths.weights_dir, bool(cfg.lpips.allow_download)).to(device)
     vgg = instantiate(cfg.style_network).to(device)
     style_distance = GramStyleDistance(vgg).fit(targets.to(device))
     real_features = torch.cat([extractor(targets[i : i + 16].to(device))[0] for i in range(0, len(targets), 16)])
@@ -197,11 +199,9 @@ def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, target
         for start in range(0, len(images), 16):
             distribution.update(extractor(images[start : start + 16].to(device))[0], None, real=False)
         row = distribution.compute()
-        row.update(
-            lpips_to_input=float(lpips_distance(lpips, images.to(device), content.to(device)).mean()),
-            ssim_to_input=float(luma_ssim(images, content).mean()),
-            style_distance=float(style_distance(images.to(device)).mean()),
-        )
+        row.update(ssim_to_input=float(luma_ssim(images, content).mean()), style_distance=float(style_distance(images.to(device)).mean()))
+        if lpips is not None:
+            row["lpips_to_input"] = float(lpips_distance(lpips, images.to(device), content.to(device)).mean())
         table[name] = row
     return table
 
@@ -224,7 +224,8 @@ TRUTH_COLUMNS = (("l1_to_truth", "L1 to truth (0-255) ↓"), ("psnr_to_truth", "
 def write_results(cfg: DictConfig, task: dict[str, Any], outputs: dict[str, Tensor], table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = [*COLUMNS, *(TRUTH_COLUMNS if task["truth"] is not None else ())]
+    measured = next(iter(table.values()))
+    columns = [(key, title) for key, title in (*COLUMNS, *TRUTH_COLUMNS) if key in measured]
     rows = [f"| method | {' | '.join(title for _, title in columns)} |", "|---" * (len(columns) + 1) + "|"]
     for name, row in table.items():
         label = "input, unchanged" if name == "input" else name

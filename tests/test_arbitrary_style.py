@@ -11,7 +11,7 @@ import torch
 from hydra.errors import InstantiationException
 
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError
+from bicyclegan_pl.weights import WeightsNotFoundError
 from bicyclegan_pl.models.arbitrary_style import ArbitraryStyleSettingError
 from bicyclegan_pl.models.style_images import StyleAugmentation
 from bicyclegan_pl.nets.style_transfer import (

@@ -16,7 +16,7 @@ from torchvision.utils import save_image
 
 from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.losses.style import content_loss, gram_matrix, layer_style_loss, style_loss
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError
+from bicyclegan_pl.weights import WeightsNotFoundError
 from bicyclegan_pl.nets.vgg import VGGFeatures
 from bicyclegan_pl.style_transfer.gatys import GatysSettings, gatys_stylize
 from bicyclegan_pl.stylize import stylize

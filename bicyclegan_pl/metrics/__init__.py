@@ -5,7 +5,7 @@ from bicyclegan_pl.metrics.diversity import LPIPSDiversity, load_lpips
 from bicyclegan_pl.metrics.features import ConvFeatures, InceptionFeatures, RandomInceptionFeatures
 from bicyclegan_pl.metrics.ground_truth import EncodedAccuracy, MaskIoU, ModeCoverage, object_mask
 from bicyclegan_pl.metrics.suite import EvaluationSuite, real_stats_key
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
 
 __all__ = [
     "ConvFeatures",

@@ -15,7 +15,7 @@ from torchmetrics import Metric
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 from torchmetrics.utilities import dim_zero_cat
 
-from bicyclegan_pl.metrics.weights import resolve_weights, torch_hub_with
+from bicyclegan_pl.weights import resolve_weights, torch_hub_with
 
 TORCHVISION_BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 

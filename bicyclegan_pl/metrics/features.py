@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 

@@ -30,7 +30,7 @@ from bicyclegan_pl.metrics.distribution import (
 from bicyclegan_pl.metrics.diversity import LPIPSDiversity
 from bicyclegan_pl.metrics.features import FeatureExtractor
 from bicyclegan_pl.metrics.ground_truth import ColourKept, EncodedAccuracy, MaskIoU, ModeCoverage
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError
+from bicyclegan_pl.weights import WeightsNotFoundError
 
 # keys of a data config that change how data is loaded, not which images are loaded
 _LOADER_KEYS = {"batch_size", "num_workers", "_target_", "scan", "log_dir", "cache_dir"}

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
 
 #: torchvision's ImageNet Inception-v3 (ported from TF-slim's checkpoint; takes images in [-1, 1])
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
@@ -170,7 +170,7 @@ class InceptionEncoder(nn.Module):
 
     def load_pretrained(self, weights: str | None, weights_dir: str | Path | None, allow_download: bool) -> None:
         """Load ``weights``: ``imagenet`` (torchvision's official file, looked up by
-        :func:`~bicyclegan_pl.metrics.weights.resolve_weights`), a path to a state dict with
+        :func:`~bicyclegan_pl.weights.resolve_weights`), a path to a state dict with
         torchvision's keys, or None (keep the random initialisation: tests, ablations)."""
         if weights is None:
             return

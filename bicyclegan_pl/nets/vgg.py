@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.metrics.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
 
 #: convolutions per block (each 3x3, then a ReLU; a 2x2 pooling ends each block)
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -52,7 +52,7 @@ class VGGFeatures(nn.Module):
     """Frozen VGG-16/19 ``features``: images in [-1, 1] (N, 3, H, W) -> {layer name: activation}.
 
     ``weights``: ``"imagenet"`` loads torchvision's official file through
-    :func:`~bicyclegan_pl.metrics.weights.resolve_weights` (``weights_dir``, the torch hub cache,
+    :func:`~bicyclegan_pl.weights.resolve_weights` (``weights_dir``, the torch hub cache,
     a download only if ``allow_download``); a path loads that state dict (torchvision's format,
     ``features.<i>.weight``, or the features alone, ``<i>.weight``); ``None`` keeps a random
     initialisation (torchvision's for VGG), for tests and for runs that only need the code path.
