@@ -29,6 +29,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.batches import first_inputs
@@ -190,7 +191,7 @@ def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, target
     style_distance = GramStyleDistance(vgg).fit(targets.to(device))
     real_features = torch.cat([extractor(targets[i : i + 16].to(device))[0] for i in range(0, len(targets), 16)])
     table: dict[str, dict[str, float]] = {}
-    for name, images in outputs.items():
+    for name, images in tqdm(outputs.items(), desc="measuring", unit="method"):
         distribution = DistributionMetrics(
             real_features.shape[1], None, fid=True, kid=True, inception_score=False,
             kid_subsets=int(cfg.kid_subsets), kid_subset_size=len(images), seed=int(cfg.seed),
