@@ -122,6 +122,22 @@ def clone(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module)
 
 
+def resumed_and_uninterrupted(initial, fit, checkpoint: Path):
+    """Two epochs from copies of ``initial``: in one go, and as one epoch saved to ``checkpoint``
+    then resumed from it. ``fit(model, epochs, ckpt_path=None) -> trainer``. Asserts that both end
+    with equal state dicts; returns ((uninterrupted model, its trainer), (resumed model, its trainer))
+    for the caller's further checks (optimiser states, iteration counts)."""
+    uninterrupted = copy.deepcopy(initial)
+    full = fit(uninterrupted, 2)
+    half = copy.deepcopy(initial)
+    fit(half, 1).save_checkpoint(checkpoint)
+    resumed = copy.deepcopy(initial)
+    again = fit(resumed, 2, checkpoint)
+    for (key, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{key} differs after resume"
+    return (uninterrupted, full), (resumed, again)
+
+
 class StepRecorder(L.Callback):
     """Records every optimiser step of a fit, in order: the optimiser's name (its param group's
     ``name``: ``G``, ``E``, ``D_vae``, ...) and a copy of the gradient of each of its parameters
