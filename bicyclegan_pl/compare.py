@@ -187,7 +187,10 @@ def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, target
     lpips = None
     if cfg.lpips.net_type is not None:
         lpips = load_lpips_network(str(cfg.lpips.net_type), cfg.paths.weights_dir, bool(cfg.lpips.allow_download)).to(device)
-    vgg = instantiate(cfg.style_network).to(device)
+    # a random-weight judge (style_network.weights=null) is the same network in every run, whatever cfg.seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vgg = instantiate(cfg.style_network).to(device)
     style_distance = GramStyleDistance(vgg).fit(targets.to(device))
     real_features = torch.cat([extractor(targets[i : i + 16].to(device))[0] for i in range(0, len(targets), 16)])
     table: dict[str, dict[str, float]] = {}
