@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/python -m bicyclegan_pl.train $(ARGS)
 
+# two pytest-xdist workers of one thread each: most of a test's time is single-threaded (process start,
+# imports, Trainer set-up), so two at once keep both cores busy; the Slurm tests share one worker (one cluster)
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

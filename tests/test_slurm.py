@@ -24,7 +24,8 @@ import torch
 from tests.cli import REPO, TINY
 from tests.interruption import assert_same_training_state
 
-pytestmark = pytest.mark.slurm
+# one cluster per test session: under pytest-xdist every Slurm test runs in the same worker
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 LAUNCHER_TIMEOUT_S = 420  # jobs run one after the other: each takes the node's 2 CPUs
 GONE_GRACE_S = 60  # launcher still waiting this long after its jobs left the queue: it never returns
