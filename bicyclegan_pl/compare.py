@@ -152,6 +152,7 @@ def compare(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if cfg.cyclegan.ckpt and "cyclegan" in cfg.methods:
         cyclegan_config = load_checkpoint_file(cfg.cyclegan.ckpt)["run_config"]
     task = task_images(cfg, cyclegan_config)
+    torch.manual_seed(int(cfg.seed))  # a random-weight loss network (gatys.vgg.weights=null) is a function of the seed
     runners = method_runners(cfg, device)
     content, style, targets = task["content"], task["style"], task["targets"]
     batch_size = int(cfg.batch_size)
