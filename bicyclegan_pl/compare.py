@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from bicyclegan_pl.config import register_resolvers, resolve_device, user_errors_as_messages
 from bicyclegan_pl.data.batches import first_inputs
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.metrics.distribution import DistributionMetrics
+from bicyclegan_pl.metrics.distribution import feature_distances, pool_features
 from bicyclegan_pl.metrics.diversity import load_lpips_network
 from bicyclegan_pl.metrics.style import GramStyleDistance, lpips_distance, luma_ssim, to_rgb
 from bicyclegan_pl.models.checkpoint import load_checkpoint_file, model_from_checkpoint
@@ -193,17 +193,10 @@ def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, target
         torch.manual_seed(0)
         vgg = instantiate(cfg.style_network).to(device)
     style_distance = GramStyleDistance(vgg).fit(targets.to(device))
-    real_features = torch.cat([extractor(targets[i : i + 16].to(device))[0] for i in range(0, len(targets), 16)])
+    real_features = pool_features(extractor, targets)
     table: dict[str, dict[str, float]] = {}
     for name, images in tqdm(outputs.items(), desc="measuring", unit="method"):
-        distribution = DistributionMetrics(
-            real_features.shape[1], None, fid=True, kid=True, inception_score=False,
-            kid_subsets=int(cfg.kid_subsets), kid_subset_size=len(images), seed=int(cfg.seed),
-        ).to(device)
-        distribution.update(real_features, None, real=True)
-        for start in range(0, len(images), 16):
-            distribution.update(extractor(images[start : start + 16].to(device))[0], None, real=False)
-        row = distribution.compute()
+        row = feature_distances(real_features, pool_features(extractor, images), int(cfg.kid_subsets), int(cfg.seed))
         row.update(ssim_to_input=float(luma_ssim(images, content).mean()), style_distance=float(style_distance(images.to(device)).mean()))
         if lpips is not None:
             row["lpips_to_input"] = float(lpips_distance(lpips, images.to(device), content.to(device)).mean())

@@ -214,3 +214,21 @@ def load_real_state_file(path: Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a corrupt cache is recomputed, never trusted
         return None
+
+
+def pool_features(extractor: nn.Module, images: Tensor, batch_size: int = 16) -> Tensor:
+    """The extractor's pool features of ``images`` (on the extractor's device), in batches."""
+    device = next(extractor.parameters()).device
+    return torch.cat([extractor(images[i : i + batch_size].to(device))[0] for i in range(0, len(images), batch_size)])
+
+
+def feature_distances(real_features: Tensor, fake_features: Tensor, kid_subsets: int = 100, seed: int = 0) -> dict[str, float]:
+    """FID and KID (subsets of all the fake samples) between two sets of pool features:
+    {"fid", "kid_mean", "kid_std"}."""
+    distribution = DistributionMetrics(
+        real_features.shape[1], None, fid=True, kid=True, inception_score=False,
+        kid_subsets=kid_subsets, kid_subset_size=min(len(fake_features), len(real_features)), seed=seed,
+    ).to(real_features.device)
+    distribution.update(real_features, None, real=True)
+    distribution.update(fake_features, None, real=False)
+    return distribution.compute()
