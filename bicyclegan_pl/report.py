@@ -40,7 +40,8 @@ class JobLog:
         return points[-1][1] if points else None
 
     def override(self, key: str) -> str | None:
-        for override in self.overrides:
+        """The value ``key`` was given; the last one when it was given twice (Hydra applies overrides in order)."""
+        for override in reversed(self.overrides):
             name, _, value = override.partition("=")
             if name == key:
                 return value

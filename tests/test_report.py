@@ -58,3 +58,12 @@ def test_baseline_comparison_gives_welch_interval_and_p_value(tmp_path):
     assert "| a | fid |" not in report  # the baseline is not compared with itself
     assert main([*arguments[:-1], "nope"]) == 2  # an unknown baseline is a message, not a traceback
     assert main([str(sweep), "--baseline", "a"]) == 2  # needs --group-by
+
+
+def test_a_key_given_twice_groups_by_its_last_value_as_hydra_applies_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    _job(sweep / "0", ["model.g=dcgan", "seed=0"], [1.0, 0.5], fid=10.0)
+    _job(sweep / "1", ["model.g=dcgan", "seed=0", "model.g=stylegan2"], [1.0, 0.5], fid=30.0)
+    assert main([str(sweep), "--group-by", "model.g", "--out", str(tmp_path / "out")]) == 0
+    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if line.startswith("| dcgan |") or line.startswith("| stylegan2 |")]
+    assert [row.split(" | ")[:3] for row in rows] == [["| dcgan", "1", "10"], ["| stylegan2", "1", "30"]]
