@@ -59,7 +59,7 @@ report() {  # evaluation, folders, out, group-by keys, baseline group, metrics c
 }
 DEPTH=(model.mapping.depth "(default)")                             # Table 3: depth 12 is the default
 OBJECTIVE=(model.loss_weights.adv,model.loss_weights.div "(default)")  # Table 4
-GENERATOR=(model.generator.path "model.generator.path=$GAN")          # Table 6: DCGAN is the baseline
+GENERATOR=(model.generator.path "$GAN")  # Table 6: DCGAN is the baseline (one key: groups are named by its value)
 CAPTION_METRICS=(eval/caption_fid_conv eval/caption_kid_mean_conv eval/caption_colour eval/caption_family)
 for shift in none modality_gap; do
   report captions_$shift "$OUT/full $OUT/depth_4 $OUT/depth_8" table3_captions_$shift "${DEPTH[@]}" "${CAPTION_METRICS[@]}"
