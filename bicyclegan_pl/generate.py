@@ -59,7 +59,8 @@ def generate(cfg: DictConfig) -> dict:
     flat: dict[str, float] = {}
     realism = None
     if int(cfg.captions):
-        realism = caption_realism(cfg, model, data, generator, shift)
+        # its own noise draws, so that adding captions=N does not change the prompts' samples
+        realism = caption_realism(cfg, model, data, torch.Generator().manual_seed(int(cfg.seed)), shift)
         flat.update({key: value for key, value in realism.items() if isinstance(value, float)})
     report = {"ckpt": str(cfg.ckpt), "seed": int(cfg.seed), "text_shift": str(cfg.text_shift)}
     if realism is not None:
