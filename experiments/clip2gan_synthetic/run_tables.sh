@@ -69,3 +69,8 @@ done
 report generate_gap "$OUT/full $OUT/depth_4 $OUT/depth_8" table3_generate_gap "${DEPTH[@]}" eval/text_colour eval/text_family
 report generate_gap "$OUT/full $OUT/stylegan2" table6_generate_gap "${GENERATOR[@]}" eval/text_colour eval/text_family
 report edit_colour_gan "$OUT/full $OUT/stylegan2" table6_edit_colour_gan "${GENERATOR[@]}" eval/success_colour@1 eval/kept_family@1 eval/mask_iou@1
+# the loss curves of each table's runs are drawn once, in table<N>_captions_none/report.png
+for folder in table3_captions_modality_gap table3_generate_gap table4_captions_modality_gap \
+    table6_captions_modality_gap table6_edit_colour_gan table6_generate_gap; do
+  rm -f $HERE/$folder/report.png
+done
