@@ -91,7 +91,6 @@ def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.setup("fit")  # a missing or broken dataset is reported before a logger starts a run
     model = instantiate(cfg.model, _convert_="all")
     model.validate_schedule()
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
