@@ -113,13 +113,13 @@ def caption_realism(cfg: DictConfig, model: CLIP2GAN, data: dict, generator: tor
     items = [datamodule.val_set[index] for index in range(count)]
     if "caption" not in items[0]:
         raise GenerateSettingError(f"captions={count}: the checkpoint's data ({data['_target_']}) has no captions.")
+    extractor = instantiate(cfg.feature_extractor)().to(model.device)  # a missing weights file stops us before any work
     real = torch.stack([item["B"] for item in items])
     captions = [item["caption"] for item in items]
     fake = torch.cat([
         model.generate_from_text(captions[start : start + 64], 1, generator, noise=bool(cfg.noise), shift=shift)[0].cpu()
         for start in tqdm(range(0, count, 64), desc="generating from captions", unit="batch")
     ])
-    extractor = instantiate(cfg.feature_extractor)().to(model.device)
     suffix = extractor.metric_suffix
     distances = feature_distances(pool_features(extractor, real), pool_features(extractor, fake), int(cfg.kid_subsets), int(cfg.seed))
     result: dict = {f"caption_{key}{suffix}": value for key, value in distances.items()}
