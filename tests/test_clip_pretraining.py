@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
 
 from bicyclegan_pl.clip import load_clip
 from bicyclegan_pl.clip.pretrain import PretrainSettingError, pretrain
-from bicyclegan_pl.clip.pretraining import build_clip_model, build_tokenizer, caption_matches, multi_positive_loss
+from bicyclegan_pl.clip.pretraining import (
+    LABEL_LOGIT_SCALE,
+    build_clip_model,
+    build_tokenizer,
+    caption_matches,
+    label_logits,
+    label_loss,
+    multi_positive_loss,
+)
 from bicyclegan_pl.clip.siamese import ClipImageEmbedder
 from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
 from bicyclegan_pl.data.captioned import SyntheticCaptionDataset
@@ -20,7 +29,8 @@ from tests.helpers import compose_config
 TINY_PRETRAINING = [
     "data.image_size=32", "data.render_sizes=[32]", "data.train_size=512", "data.val_size=64",
     "data.batch_size=32", "data.num_workers=0",
-    "model.patch_size=8", "model.vision_width=32", "model.vision_layers=1", "model.text_width=32",
+    "model.patch_size=8", "model.vision_width=32", "model.vision_layers=1",
+    "model.mobilenet_width=0.1", "model.text_width=32",
     "model.text_layers=1", "model.heads=2", "model.projection_dim=16",
     "optimizer.warmup_steps=2", "optimizer.lr=2e-3",
     "trainer.max_steps=40", "trainer.val_check_interval=20", "trainer.log_every_n_steps=1",
@@ -107,9 +117,26 @@ def test_multi_positive_loss_is_clips_loss_on_distinct_captions_and_spreads_the_
     assert multi_positive_loss(logits, matches) == pytest.approx(float(expected))
 
 
-@pytest.mark.parametrize("positives", ["diagonal", "ground_truth"])
-def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_loader_reads(tmp_path, positives):
-    report = pretrain(_config(tmp_path, f"loss.positives={positives}"))
+def test_label_loss_is_the_cross_entropy_of_scaled_cosine_logits_summed_over_attributes():
+    embeddings = torch.tensor([[3.0, 0.0], [1.0, 1.0]])  # lengths do not matter: cosine similarity
+    heads = {"colour": torch.tensor([[2.0, 0.0], [0.0, 5.0], [-1.0, 0.0]]), "family": torch.tensor([[0.0, 1.0], [1.0, 1.0]])}
+    labels = {"colour": torch.tensor([0, 1]), "family": torch.tensor([1, 1])}
+    unit = embeddings / embeddings.norm(dim=1, keepdim=True)
+    expected = 0.0
+    for name, weight in heads.items():
+        cosines = unit @ (weight / weight.norm(dim=1, keepdim=True)).t()
+        expected += -(LABEL_LOGIT_SCALE * cosines).log_softmax(1).gather(1, labels[name][:, None]).mean()
+    assert label_loss(label_logits(embeddings, heads), labels) == pytest.approx(float(expected))
+    assert float(label_loss(label_logits(embeddings, heads), labels)) > 0
+    # an image exactly on its value's vector is classified with the softmax of scale x cosine
+    on_axis = {"c": torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)}
+    perfect = label_loss(label_logits(torch.tensor([[2.0, 0.0]], dtype=torch.float64), on_axis), {"c": torch.tensor([0])})
+    assert float(perfect) == pytest.approx(math.log1p(math.exp(-LABEL_LOGIT_SCALE)), rel=1e-6)
+
+
+@pytest.mark.parametrize(("positives", "tower"), [("diagonal", "vit"), ("ground_truth", "mobilenet_v2")])
+def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_loader_reads(tmp_path, positives, tower):
+    report = pretrain(_config(tmp_path, f"loss.positives={positives}", f"model.vision_tower={tower}"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
     losses = [float(row["train/loss"]) for row in rows if row.get("train/loss")]
     assert len(losses) == 40
@@ -139,7 +166,38 @@ def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_lo
     assert torch.allclose(projected / projected.norm(dim=1, keepdim=True), embeddings[:4], atol=1e-5)
     # resize: processor (cliptravelgan_synthetic) brings a translator's 64 px outputs to this CLIP's 32 px
     at_clip_size = ClipImageEmbedder.load(str(folder), resize="processor")
-    assert at_clip_size.preprocess.resize == 32 and at_clip_size(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, 32)
+    width = 32 if tower == "vit" else 1280  # the pooled features: the ViT's width, MobileNetV2's last 1x1 conv
+    assert at_clip_size.preprocess.resize == 32 and at_clip_size(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, width)
+    # the random-CLIP ablation (model/siamese=clip_random): the same architecture, other (seeded) weights
+    random = ClipImageEmbedder.load(str(folder), output="image_embeds", resize=None, random_init=True)
+    again = ClipImageEmbedder.load(str(folder), output="image_embeds", resize=None, random_init=True)
+    images = torch.stack([item["image"] for item in items[:4]])
+    assert random(images).shape == projected.shape and not torch.allclose(random(images), projected, atol=1e-3)
+    assert torch.equal(random(images), again(images))
+
+
+def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and_save_the_clip_alone(tmp_path):
+    report = pretrain(_config(
+        tmp_path, "model.vision_tower=mobilenet_v2", "loss.label_steps=30", "loss.label_attributes=[colour,size]",
+    ))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    # the first 30 steps log the label loss only, the last 10 the caption loss (a row of Lightning's
+    # logger may repeat the last label values at the switch, so the rows are told apart by what is new)
+    label_rows = [row for row in rows if row.get("train/label_loss") and not row.get("train/loss")]
+    assert sorted(int(row["step"]) for row in label_rows) == list(range(30))
+    assert sorted({int(row["step"]) for row in rows if row.get("train/loss")}) == list(range(30, 40))
+    assert "train/label_accuracy/colour" in rows[0] and "train/label_accuracy/family" not in rows[0]
+    # ln 8 + ln 2 = 2.8 at the start
+    losses = [float(row["train/label_loss"]) for row in label_rows]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    accuracy = [float(row["train/label_accuracy/colour"]) for row in label_rows]
+    assert all(0 <= value <= 1 and (value * 32).is_integer() for value in accuracy)  # of a batch of 32
+    assert report["steps"] == 40
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "clip" / "model.safetensors"))
+    assert not any("label" in key for key in saved) and any(key.startswith("vision_model.") for key in saved)
+    assert load_clip(str(tmp_path / "clip")).encode_text(["a star"]).shape == (1, 16)
 
 
 def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
@@ -148,5 +206,22 @@ def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
         pretrain(_config(tmp_path, "overwrite=false"))
     with pytest.raises(PretrainSettingError, match="max_steps"):
         pretrain(_config(tmp_path, "trainer.max_steps=0"))
+    with pytest.raises(PretrainSettingError, match="loss.label_steps=40: give 0"):
+        pretrain(_config(tmp_path, "overwrite=true", "loss.label_steps=40"))
+    with pytest.raises(PretrainSettingError, match=r"loss.label_attributes=\['shade'\]: name attributes"):
+        pretrain(_config(tmp_path, "overwrite=true", "loss.label_steps=10", "loss.label_attributes=[shade]"))
     with pytest.raises(PretrainSettingError, match="loss.positives=everything: use one of ground_truth, diagonal"):
         pretrain(_config(tmp_path, "overwrite=true", "loss.positives=everything"))
+
+
+def test_a_folder_holding_an_image_model_alone_is_refused_with_the_key_that_named_it(tmp_path):
+    from transformers import MobileNetV2Config, MobileNetV2Model
+
+    from bicyclegan_pl.clip import ClipNotFoundError
+    from bicyclegan_pl.clip.pretraining import build_image_processor
+
+    MobileNetV2Model(MobileNetV2Config(image_size=32, depth_multiplier=0.1)).save_pretrained(tmp_path)
+    build_tokenizer(16).save_pretrained(tmp_path)
+    build_image_processor(32).save_pretrained(tmp_path)
+    with pytest.raises(ClipNotFoundError, match=r"clip.model=.*MobileNetV2Model, not a CLIP-style model"):
+        load_clip(str(tmp_path))

@@ -42,16 +42,17 @@ class ClipModel:
     def encode_text(self, texts: list[str]) -> Tensor:
         """L2-normalised text embeddings, (len(texts), D)."""
         tokens = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(self.device)
-        return _normalise(_features(self.model.get_text_features(**tokens)))
+        return _normalise(projected_features(self.model.get_text_features(**tokens)))
 
     def encode_images(self, images: Tensor) -> Tensor:
         """L2-normalised image embeddings of images in [-1, 1] (any size, 1 or 3 channels),
         differentiable with respect to ``images``."""
         pixels = self.preprocess(images.to(self.device))
-        return _normalise(_features(self.model.get_image_features(pixel_values=pixels)))
+        return _normalise(projected_features(self.model.get_image_features(pixel_values=pixels)))
 
 
-def _features(output: Tensor | object) -> Tensor:
+def projected_features(output: Tensor | object) -> Tensor:
+    """The projected embeddings of ``get_image_features``/``get_text_features``."""
     # transformers < 5 returns the projected embeddings; 5 returns a model output holding them
     return output if isinstance(output, Tensor) else output.pooler_output
 
@@ -80,15 +81,21 @@ def load_clip(
     ``local_files_only`` (default: the ``HF_HUB_OFFLINE`` environment variable) forbids downloads;
     a checkpoint that cannot be found raises ``ClipNotFoundError`` saying where it was looked for.
     """
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+    from transformers import AutoModel, AutoTokenizer, CLIPImageProcessor
 
     source, local_files_only = resolve_source(name, local_files_only, key)
     try:
-        model = CLIPModel.from_pretrained(source, local_files_only=local_files_only)
+        # AutoModel: a hub CLIP is a CLIPModel; clip.pretrain's MobileNetV2 CLIP a VisionTextDualEncoderModel
+        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
     except OSError as error:
         raise not_found(name, error, key) from error
+    if not all(callable(getattr(model, method, None)) for method in ("get_image_features", "get_text_features")):
+        raise ClipNotFoundError(
+            f"{key}={name}: this is a {type(model).__name__}, not a CLIP-style model with an image and a text "
+            f"tower (get_image_features, get_text_features); give a CLIP checkpoint."
+        )
     model.eval().requires_grad_(False)
     preprocess = preprocess_from(processor)
     return ClipModel(model=model, tokenizer=tokenizer, preprocess=preprocess, name=name).to(device)

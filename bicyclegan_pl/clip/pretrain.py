@@ -106,6 +106,16 @@ def pretrain(cfg: DictConfig) -> dict:
         raise PretrainSettingError(f"trainer.max_steps={cfg.trainer.max_steps}: give a positive number of steps.")
     if cfg.loss.positives not in POSITIVES:
         raise PretrainSettingError(f"loss.positives={cfg.loss.positives}: use one of {', '.join(POSITIVES)}.")
+    unknown = [name for name in cfg.loss.label_attributes if name not in ATTRIBUTES]
+    if unknown or not cfg.loss.label_attributes:
+        raise PretrainSettingError(
+            f"loss.label_attributes={list(cfg.loss.label_attributes)}: name attributes of the data ({', '.join(ATTRIBUTES)})."
+        )
+    if not 0 <= int(cfg.loss.label_steps) < int(cfg.trainer.max_steps):
+        raise PretrainSettingError(
+            f"loss.label_steps={cfg.loss.label_steps}: give 0 (captions only) or fewer steps than "
+            f"trainer.max_steps={cfg.trainer.max_steps}, so that captions train the text side afterwards."
+        )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     train_set, val_set = _datasets(cfg)
@@ -115,6 +125,7 @@ def pretrain(cfg: DictConfig) -> dict:
         model, tokenizer, build_image_processor(cfg.data.image_size), lr=cfg.optimizer.lr,
         weight_decay=cfg.optimizer.weight_decay, warmup_steps=cfg.optimizer.warmup_steps,
         total_steps=cfg.trainer.max_steps, positives=cfg.loss.positives,
+        label_steps=cfg.loss.label_steps, label_attributes=list(cfg.loss.label_attributes),
     )
     workers = int(cfg.data.num_workers)
     train_loader = DataLoader(

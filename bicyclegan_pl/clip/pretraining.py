@@ -17,20 +17,31 @@ choice) makes a caption the positive of every image whose ground truth it matche
 spread evenly over them (multi-positive contrastive learning, as UniCL and SupCon do with labels);
 ``"diagonal"`` (this class's default) is transformers' ``return_loss=True`` loss, image i with
 caption i only. The two are the same loss when every caption is true of its own image only.
+
+Label steps (LiT's order: an image tower trained on labels first, then the text side aligned to it
+contrastively). ``label_steps=N`` trains the image tower alone for the first N steps: its
+L2-normalised embedding is classified into the values of ``label_attributes`` (default: the shape
+family) by cosine-similarity heads, with the ground truth as labels (the heads are discarded; the
+saved CLIP is the model only); the remaining steps are CLIP's contrastive loss on captions.
+Measured reason (README, "A text–image world"): the image towers here learn shape family several
+times faster from labels than from captions, where the family is one word of some captions and
+colour already separates most pairs; and faster from the family's labels alone than from all five
+attributes' at once.
 """
 from __future__ import annotations
 
 import string
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from bicyclegan_pl.clip.loading import ClipModel, preprocess_from
+from bicyclegan_pl.clip.loading import ClipModel, preprocess_from, projected_features
 from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
 from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary, named_attributes
 
@@ -72,12 +83,17 @@ def build_image_processor(image_size: int):
     )
 
 
+VISION_TOWERS = ("vit", "mobilenet_v2")
+
+
 def build_clip_model(
     vocab_size: int,
     image_size: int = 64,
+    vision_tower: str = "vit",
     patch_size: int = 8,
     vision_width: int = 128,
     vision_layers: int = 4,
+    mobilenet_width: float = 0.35,
     text_width: int = 128,
     text_layers: int = 3,
     heads: int = 4,
@@ -85,33 +101,54 @@ def build_clip_model(
     max_length: int = 32,
     seed: int = 0,
 ):
-    """A randomly initialised ``CLIPModel`` (seeded): a ViT and a text transformer of the given sizes."""
-    from transformers import CLIPConfig, CLIPModel
+    """A randomly initialised (seeded) CLIP: a text transformer and, as its image tower,
+    ``vision_tower="vit"``: a ViT (``CLIPModel``, the architecture of every hub CLIP transformers
+    loads; ``patch_size``, ``vision_width``, ``vision_layers``, ``heads``), or ``"mobilenet_v2"``: a
+    MobileNetV2 with channel multiplier ``mobilenet_width`` (``VisionTextDualEncoderModel``,
+    transformers' CLIP-style dual encoder, like OpenAI's ResNet CLIPs a convolutional tower). Both
+    train with CLIP's loss and load through ``load_clip``."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig
 
-    if image_size % patch_size:
-        raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=vocab_size, hidden_size=text_width, intermediate_size=4 * text_width,
-            num_hidden_layers=text_layers, num_attention_heads=heads, max_position_embeddings=max_length,
-            bos_token_id=0, eos_token_id=1, pad_token_id=1,
-        ),
-        vision_config=dict(
-            image_size=image_size, patch_size=patch_size, hidden_size=vision_width,
-            intermediate_size=4 * vision_width, num_hidden_layers=vision_layers, num_attention_heads=heads,
-        ),
-        projection_dim=projection_dim,
+    if vision_tower not in VISION_TOWERS:
+        raise ValueError(f"vision_tower must be one of {VISION_TOWERS}, got {vision_tower!r}")
+    text_config = dict(
+        vocab_size=vocab_size, hidden_size=text_width, intermediate_size=4 * text_width,
+        num_hidden_layers=text_layers, num_attention_heads=heads, max_position_embeddings=max_length,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if vision_tower == "mobilenet_v2":
+            return _mobilenet_clip(CLIPTextConfig(**text_config), image_size, mobilenet_width, projection_dim)
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
+        config = CLIPConfig(
+            text_config=text_config,
+            vision_config=dict(
+                image_size=image_size, patch_size=patch_size, hidden_size=vision_width,
+                intermediate_size=4 * vision_width, num_hidden_layers=vision_layers, num_attention_heads=heads,
+            ),
+            projection_dim=projection_dim,
+        )
         return CLIPModel(config)
 
 
+def _mobilenet_clip(text_config, image_size: int, width: float, projection_dim: int):
+    from transformers import MobileNetV2Config, MobileNetV2Model, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+    vision_config = MobileNetV2Config(image_size=image_size, depth_multiplier=width, tf_padding=False)
+    # the dual encoder sizes its projection from vision_config.hidden_size, which a MobileNetV2 config
+    # lacks: its pooled output is the last 1x1 convolution's width (saved in config.json with the rest)
+    vision_config.hidden_size = MobileNetV2Model(vision_config).conv_1x1.convolution.out_channels
+    config = VisionTextDualEncoderConfig.from_vision_text_configs(vision_config, text_config, projection_dim=projection_dim)
+    return VisionTextDualEncoderModel(config)
+
+
 def caption_matches(captions: list[str], attribute_ids: Mapping[str, Tensor]) -> Tensor:
-    """(B images, B captions) bool: caption j names only attribute values image i has
+    """(B images, C captions) bool: caption j names only attribute values image i has
     (``attribute_ids``: attribute -> (B,) value ids of the images, as ``SyntheticCaptionDataset``)."""
-    size = len(captions)
-    matches = torch.ones(size, size, dtype=torch.bool, device=next(iter(attribute_ids.values())).device)
+    first = attribute_ids[next(iter(ATTRIBUTES))]
+    matches = torch.ones(len(first), len(captions), dtype=torch.bool, device=first.device)
     for j, text in enumerate(captions):
         for name, value in named_attributes(text).items():
             matches[:, j] &= attribute_ids[name] == ATTRIBUTES[name].index(value)
@@ -129,9 +166,26 @@ def multi_positive_loss(logits_per_image: Tensor, matches: Tensor) -> Tensor:
     return 0.5 * (spread(logits_per_image, positives) + spread(logits_per_image.t(), positives.t()))
 
 
+#: the scale of the label steps' cosine-similarity logits (a fixed temperature of 1/16)
+LABEL_LOGIT_SCALE = 16.0
+
+
+def label_logits(image_embeddings: Tensor, heads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """attribute -> (B, values) logits: scaled cosine similarity of the L2-normalised image embeddings
+    (B, D) with each attribute's L2-normalised value vectors (``heads``: attribute -> (values, D))."""
+    embeddings = F.normalize(image_embeddings, dim=-1)
+    return {name: LABEL_LOGIT_SCALE * embeddings @ F.normalize(weight, dim=-1).t() for name, weight in heads.items()}
+
+
+def label_loss(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> Tensor:
+    """Sum over attributes of the cross-entropy of :func:`label_logits` against the value ids ``labels``."""
+    return sum(F.cross_entropy(values, labels[name]) for name, values in logits.items())
+
+
 class ClipPretraining(L.LightningModule):
-    """Contrastive training of a ``CLIPModel`` on image–caption batches; zero-shot accuracy per
-    attribute (``zero_shot/<attribute>``) on the validation images after each validation."""
+    """Contrastive training of a CLIP on image–caption batches (after ``label_steps`` steps of the
+    image tower on ground-truth labels); zero-shot accuracy per attribute (``zero_shot/<attribute>``)
+    on the validation images after each validation."""
 
     def __init__(
         self,
@@ -143,11 +197,26 @@ class ClipPretraining(L.LightningModule):
         warmup_steps: int = 100,
         total_steps: int = 2000,
         positives: str = "diagonal",
+        label_steps: int = 0,
+        label_attributes: Sequence[str] = ("family",),
     ) -> None:
         super().__init__()
         if positives not in POSITIVES:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
-        self.positives = positives
+        if not 0 <= label_steps < total_steps:
+            raise ValueError(f"label_steps must be in [0, total_steps={total_steps}), got {label_steps}")
+        unknown = [name for name in label_attributes if name not in ATTRIBUTES]
+        if unknown or (label_steps and not label_attributes):
+            raise ValueError(f"label_attributes must be attributes of the data ({', '.join(ATTRIBUTES)}), got {list(label_attributes)}")
+        self.positives, self.label_steps = positives, label_steps
+        # the label steps' classifier of each attribute: one vector per value (not part of the saved CLIP);
+        # drawn from a forked generator, so the model's and the data's random streams do not depend on them
+        dim = model.config.projection_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.label_heads = torch.nn.ParameterDict(
+                {name: torch.nn.Parameter(torch.randn(len(ATTRIBUTES[name]), dim)) for name in label_attributes}
+            ) if label_steps else torch.nn.ParameterDict()
         self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
         self.preprocess = preprocess_from(image_processor)
         self.lr, self.weight_decay = lr, weight_decay
@@ -166,6 +235,14 @@ class ClipPretraining(L.LightningModule):
         return {key: value.to(self.device) for key, value in tokens.items()}
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        if self.global_step < self.label_steps:
+            features = self.model.get_image_features(pixel_values=self.preprocess(batch["image"]))
+            logits = label_logits(projected_features(features), self.label_heads)
+            loss = label_loss(logits, batch)
+            self.log("train/label_loss", loss, prog_bar=True)
+            for name, values in logits.items():
+                self.log(f"train/label_accuracy/{name}", (values.argmax(1) == batch[name]).float().mean())
+            return loss
         captions = list(batch["caption"])
         output = self.model(**self._tokens(captions), pixel_values=self.preprocess(batch["image"]),
                             return_loss=self.positives == "diagonal")
@@ -198,6 +275,7 @@ class ClipPretraining(L.LightningModule):
 
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        no_decay += list(self.label_heads.parameters())
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr, betas=(0.9, 0.98), eps=1e-6,  # CLIP's Adam settings

@@ -13,6 +13,8 @@ peak to one chunk's activations. Values and gradients are unchanged.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
@@ -62,24 +64,20 @@ class ClipImageEmbedder(nn.Module):
         """From a hub id or a ``save_pretrained`` folder; ``random_init``: its architecture, seeded random weights.
         ``resize``: None (centre-crop to CLIP's input, the paper), a size, or "processor" (the CLIP
         processor's own resize, its shortest edge: a small CLIP's whole input)."""
-        from transformers import AutoConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+        from transformers import AutoConfig, CLIPImageProcessor
 
         if output not in OUTPUTS:
             raise ValueError(f"siamese output must be one of {OUTPUTS}, got {output!r}")
         source, local_files_only = resolve_source(model, local_files_only, key=CONFIG_KEY)
-        network = CLIPVisionModelWithProjection if output == "image_embeds" else CLIPVisionModel
         try:
             processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
-            config = CLIPVisionConfig.from_pretrained(source, local_files_only=local_files_only)
             full = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
-            if hasattr(full, "projection_dim"):  # a full CLIP: its projection size, not the vision default
-                config.projection_dim = full.projection_dim
-            if random_init:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    vision = network(config)
-            else:
-                vision = network.from_pretrained(source, config=config, local_files_only=local_files_only)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # random_init: seeded weights
+                if full.model_type == "vision-text-dual-encoder":
+                    vision = DualEncoderVision.load(source, output, random_init, local_files_only)
+                else:
+                    vision = _clip_vision(source, full, output, random_init, local_files_only)
         except OSError as error:
             raise not_found(model, error, key=CONFIG_KEY) from error
         return cls(vision, preprocess_from(processor, resize=resize), output, chunk_size, checkpoint, name=model)
@@ -101,3 +99,40 @@ class ClipImageEmbedder(nn.Module):
     def _embed(self, pixels: Tensor) -> Tensor:
         outputs = self.model(pixel_values=pixels)
         return outputs.pooler_output if self.output == "pooler" else outputs.image_embeds
+
+
+def _clip_vision(source: str, full: object, output: str, random_init: bool, local_files_only: bool) -> nn.Module:
+    """The vision half of a CLIPModel folder (or a CLIPVisionModel's), with its projection for image_embeds."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+    network = CLIPVisionModelWithProjection if output == "image_embeds" else CLIPVisionModel
+    config = CLIPVisionConfig.from_pretrained(source, local_files_only=local_files_only)
+    if hasattr(full, "projection_dim"):  # a full CLIP: its projection size, not the vision default
+        config.projection_dim = full.projection_dim
+    if random_init:
+        return network(config)
+    return network.from_pretrained(source, config=config, local_files_only=local_files_only)
+
+
+class DualEncoderVision(nn.Module):
+    """The image tower of a ``VisionTextDualEncoderModel`` (clip.pretrain's MobileNetV2 CLIP) with
+    the outputs of ``CLIPVisionModelWithProjection``: ``pooler_output`` (the tower's pooled features)
+    and ``image_embeds`` (projected)."""
+
+    def __init__(self, vision_model: nn.Module, visual_projection: nn.Module):
+        super().__init__()
+        self.vision_model, self.visual_projection = vision_model, visual_projection
+
+    @classmethod
+    def load(cls, source: str, output: str, random_init: bool, local_files_only: bool) -> DualEncoderVision:
+        from transformers import AutoConfig, VisionTextDualEncoderModel
+
+        if random_init:
+            full = VisionTextDualEncoderModel(AutoConfig.from_pretrained(source, local_files_only=local_files_only))
+        else:
+            full = VisionTextDualEncoderModel.from_pretrained(source, local_files_only=local_files_only)
+        return cls(full.vision_model, full.visual_projection)
+
+    def forward(self, pixel_values: Tensor) -> SimpleNamespace:
+        pooled = self.vision_model(pixel_values=pixel_values).pooler_output
+        return SimpleNamespace(pooler_output=pooled, image_embeds=self.visual_projection(pooled))
