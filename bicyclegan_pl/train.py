@@ -85,12 +85,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     resume = resolve_resume(cfg.get("ckpt_path"), output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.check_source()  # a missing dataset stops here, before a logger opens a run for it
     output_dir.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:
         _keep_wandb_run(cfg, output_dir)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     model.validate_schedule()
     model.run_config = OmegaConf.to_container(cfg, resolve=True)

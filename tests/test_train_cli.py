@@ -81,13 +81,17 @@ def test_unknown_config_key_is_named():
     assert result.returncode != 0 and "not_a_key" in result.stderr
 
 
-def test_missing_dataset_names_path_and_download_command(tmp_path):
-    missing = tmp_path / "datasets" / "edges2shoes"
-    result = run_train("data=edges2shoes", f"data.root={missing}", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}")
+@pytest.mark.parametrize("dataset, experiment", [("edges2shoes", []), ("monet2photo", ["+experiment=cyclegan_monet"])])
+def test_missing_dataset_names_path_and_download_command(tmp_path, dataset, experiment):
+    missing = tmp_path / "datasets" / dataset
+    run_dir = tmp_path / "run"
+    result = run_train(*experiment, f"data={dataset}", f"data.root={missing}", f"hydra.run.dir={run_dir}")  # default loggers
     assert result.returncode == 2
     assert str(missing) in result.stderr
-    assert "python -m bicyclegan_pl.data.download edges2shoes" in result.stderr
+    assert f"python -m bicyclegan_pl.data.download {dataset}" in result.stderr
     assert "Traceback" not in result.stderr
+    # stopped before any logger opened a run: no W&B run, no CSV logs for a training that never began
+    assert not (run_dir / "wandb").exists() and not (run_dir / "csv").exists()
 
 
 def test_bad_schedule_is_reported_without_traceback(tmp_path):

@@ -74,6 +74,11 @@ class _TranslationDataModule(L.LightningDataModule):
     def _build(self) -> tuple[Dataset, Dataset]:
         raise NotImplementedError
 
+    def check_source(self) -> None:
+        """Raise the `DatasetError` that names the folder looked at and the download command when the
+        data is not where the config points. Entry points call it before any logger starts a run
+        (a W&B run for a training that cannot begin); generated data has nothing to check."""
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set, self.val_set = self._build()
@@ -296,6 +301,10 @@ class PairedFolderDataModule(_TranslationDataModule):
         # exists, asking for "val" gives the error that names the folder looked at.
         return next((split for split in ("val", "test") if (self.root / split).is_dir()), "val")
 
+    def check_source(self) -> None:
+        find_images(self.root, "train")
+        find_images(self.root, self._eval_split())
+
     def _build(self) -> tuple[Dataset, Dataset]:
         common = dict(
             root=self.root,
@@ -373,6 +382,9 @@ class UnpairedDataModule(_TranslationDataModule):
             return None
         first, last = self.files[0], self.files[-1]
         return DomainSplits(first.train, last.train, first.val, last.val)
+
+    def check_source(self) -> None:
+        self.layout.domains(self.holdout)
 
     def _build(self) -> tuple[Dataset, Dataset]:
         self.screening.attach(self.trainer)
