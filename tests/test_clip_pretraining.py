@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from bicyclegan_pl.clip import load_clip
-from bicyclegan_pl.clip.pretrain import PretrainSettingError, pretrain
+from bicyclegan_pl.clip.pretrain import PretrainSettingError, pretrain, write_report
 from bicyclegan_pl.clip.pretraining import (
     LABEL_LOGIT_SCALE,
+    ClipPretraining,
     build_clip_model,
+    build_image_processor,
     build_tokenizer,
     caption_matches,
     label_logits,
@@ -21,7 +23,7 @@ from bicyclegan_pl.clip.pretraining import (
     multi_positive_loss,
 )
 from bicyclegan_pl.clip.siamese import ClipImageEmbedder
-from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy
+from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy, zero_shot_predictions
 from bicyclegan_pl.data.captioned import SyntheticCaptionDataset
 from bicyclegan_pl.data.captions import ATTRIBUTES, caption_vocabulary, named_attributes
 from tests.helpers import compose_config
@@ -159,6 +161,11 @@ def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_lo
     labels = {name: torch.stack([item[name] for item in items]) for name in ATTRIBUTES}
     reloaded = zero_shot_accuracy(clip, embeddings, labels)
     assert reloaded == pytest.approx(report["zero_shot_accuracy"], abs=1 / 64)
+    # zero_shot.png labels its 32 images with what the loaded CLIP reads (eval mode: BatchNorm's running statistics)
+    pictured = [{name: ATTRIBUTES[name][int(index)] for name, index in (("colour", colour), ("family", family))}
+                for colour, family in zip(zero_shot_predictions(clip, embeddings[:32], "colour"),
+                                          zero_shot_predictions(clip, embeddings[:32], "family"))]
+    assert report["pictured"] == pictured
     # CLIPTraVeLGAN's Siamese space takes the same folder (model.siamese.model=<folder>): its
     # projected image embedding is the one the CLIP above computes
     siamese = ClipImageEmbedder.load(str(folder), output="image_embeds", resize=None)
@@ -174,6 +181,33 @@ def test_pretraining_lowers_the_contrastive_loss_and_writes_a_folder_the_clip_lo
     images = torch.stack([item["image"] for item in items[:4]])
     assert random(images).shape == projected.shape and not torch.allclose(random(images), projected, atol=1e-3)
     assert torch.equal(random(images), again(images))
+
+
+def test_the_report_reads_its_pictured_images_in_eval_mode_and_leaves_the_model_as_it_was(tmp_path):
+    # a BatchNorm tower in training mode would read the pictured images with their own batch
+    # statistics (and move its running statistics to them): the picture would not show what the saved CLIP reads
+    tokenizer = build_tokenizer()
+    model = build_clip_model(len(tokenizer), image_size=32, vision_tower="mobilenet_v2", mobilenet_width=0.1,
+                             text_width=32, text_layers=1, heads=2, projection_dim=16)
+    module = ClipPretraining(model, tokenizer, build_image_processor(32))
+    val = SyntheticCaptionDataset(16, image_size=32, render_sizes=(32,), split="val")
+    images = torch.stack([val[index]["image"] for index in range(len(val))])
+    with torch.no_grad():  # running statistics of red-shifted images: far from the pictured batch's own
+        module.train()
+        model.get_image_features(pixel_values=module.preprocess((images + 0.8 * torch.tensor([1.0, -1, -1])[:, None, None]).clamp(-1, 1)))
+    statistics = {name: value.clone() for name, value in model.state_dict().items() if "running" in name}
+    module.zero_shot = {name: 0.5 for name in ATTRIBUTES}
+    report = write_report(module, val, tmp_path, {})
+    assert module.training
+    assert all(torch.equal(model.state_dict()[name], value) for name, value in statistics.items())
+    module.eval()
+    clip = module.as_clip()
+    with torch.no_grad():
+        embeddings = clip.encode_images(images)
+    expected = [{"colour": ATTRIBUTES["colour"][int(c)], "family": ATTRIBUTES["family"][int(f)]}
+                for c, f in zip(zero_shot_predictions(clip, embeddings, "colour"), zero_shot_predictions(clip, embeddings, "family"))]
+    assert report["pictured"] == expected
+    assert (tmp_path / "zero_shot.png").is_file()
 
 
 def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and_save_the_clip_alone(tmp_path):

@@ -63,8 +63,9 @@ def chance_levels(dataset: SyntheticCaptionDataset) -> dict[str, float]:
 
 
 def write_report(module: ClipPretraining, val_set: SyntheticCaptionDataset, folder: Path, extra: dict[str, Any]) -> dict:
-    """zero_shot.json (accuracy and chance per attribute) and zero_shot.png (the first 32 held-out
-    images, each labelled with the colour and family the CLIP reads; red where either is wrong)."""
+    """zero_shot.json (accuracy and chance per attribute; under "pictured" what the CLIP reads in the
+    picture's images) and zero_shot.png (the first 32 held-out images, each labelled with the colour
+    and family the CLIP reads; red where either is wrong)."""
     chance = chance_levels(val_set)
     report = {
         "zero_shot_accuracy": module.zero_shot,
@@ -74,14 +75,24 @@ def write_report(module: ClipPretraining, val_set: SyntheticCaptionDataset, fold
         "prompts": "data.captions.ZERO_SHOT_PROMPTS, one per value, argmax",
         **extra,
     }
-    (folder / "zero_shot.json").write_text(json.dumps(report, indent=2) + "\n")
     items = [val_set[index] for index in range(min(32, len(val_set)))]
     images = torch.stack([item["image"] for item in items])
-    clip = module.as_clip()
-    with torch.no_grad():
-        embeddings = clip.encode_images(images.to(module.device))
-    colours = zero_shot_predictions(clip, embeddings, "colour")
-    families = zero_shot_predictions(clip, embeddings, "family")
+    # in eval mode, as the CLIP is used once loaded: a BatchNorm tower (MobileNetV2) in training mode
+    # would read these 32 images with their own batch statistics and label them differently
+    was_training = module.training
+    module.eval()
+    try:
+        clip = module.as_clip()
+        with torch.no_grad():
+            embeddings = clip.encode_images(images.to(module.device))
+        colours = zero_shot_predictions(clip, embeddings, "colour")
+        families = zero_shot_predictions(clip, embeddings, "family")
+    finally:
+        module.train(was_training)
+    report["pictured"] = [
+        {"colour": ATTRIBUTES["colour"][c], "family": ATTRIBUTES["family"][f]} for c, f in zip(colours, families)
+    ]
+    (folder / "zero_shot.json").write_text(json.dumps(report, indent=2) + "\n")
     labels = [f"{ATTRIBUTES['colour'][c]} {ATTRIBUTES['family'][f]}".replace("_", " ") for c, f in zip(colours, families)]
     correct = [int(c) == int(item["colour"]) and int(f) == int(item["family"]) for c, f, item in zip(colours, families, items)]
     render_labelled_images(images, labels, correct).save(folder / "zero_shot.png")
