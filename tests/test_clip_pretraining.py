@@ -20,6 +20,7 @@ from bicyclegan_pl.clip.pretraining import (
     caption_matches,
     label_logits,
     label_loss,
+    label_weights,
     multi_positive_loss,
 )
 from bicyclegan_pl.clip.siamese import ClipImageEmbedder
@@ -124,12 +125,22 @@ def test_label_loss_is_the_cross_entropy_of_scaled_cosine_logits_summed_over_att
     heads = {"colour": torch.tensor([[2.0, 0.0], [0.0, 5.0], [-1.0, 0.0]]), "family": torch.tensor([[0.0, 1.0], [1.0, 1.0]])}
     labels = {"colour": torch.tensor([0, 1]), "family": torch.tensor([1, 1])}
     unit = embeddings / embeddings.norm(dim=1, keepdim=True)
-    expected = 0.0
+    terms = {}
     for name, weight in heads.items():
         cosines = unit @ (weight / weight.norm(dim=1, keepdim=True)).t()
-        expected += -(LABEL_LOGIT_SCALE * cosines).log_softmax(1).gather(1, labels[name][:, None]).mean()
-    assert label_loss(label_logits(embeddings, heads), labels) == pytest.approx(float(expected))
-    assert float(label_loss(label_logits(embeddings, heads), labels)) > 0
+        terms[name] = float(-(LABEL_LOGIT_SCALE * cosines).log_softmax(1).gather(1, labels[name][:, None]).mean())
+    assert label_loss(label_logits(embeddings, heads), labels) == pytest.approx(terms["colour"] + terms["family"])
+    assert min(terms.values()) > 0
+    # label_attributes={family: 3, colour: 1}: each attribute's term times its weight
+    weights = label_weights(["colour", "family"], {"family": 3, "colour": 0.5})
+    assert label_loss(label_logits(embeddings, heads), labels, weights) == pytest.approx(0.5 * terms["colour"] + 3 * terms["family"])
+    assert label_weights(["family", "colour"], {"family": 3}) == {"family": 3.0, "colour": 1.0}
+    for attributes in (["shade"], [], "family"):
+        with pytest.raises(ValueError, match="label_attributes must name attributes"):
+            label_weights(attributes)
+    for weights in ({"family": 0}, {"size": 2}):
+        with pytest.raises(ValueError, match="label_weights must give positive weights"):
+            label_weights(["family", "colour"], weights)
     # an image exactly on its value's vector is classified with the softmax of scale x cosine
     on_axis = {"c": torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)}
     perfect = label_loss(label_logits(torch.tensor([[2.0, 0.0]], dtype=torch.float64), on_axis), {"c": torch.tensor([0])})
@@ -212,7 +223,7 @@ def test_the_report_reads_its_pictured_images_in_eval_mode_and_leaves_the_model_
 
 def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and_save_the_clip_alone(tmp_path):
     report = pretrain(_config(
-        tmp_path, "model.vision_tower=mobilenet_v2", "loss.label_steps=30", "loss.label_attributes=[colour,size]",
+        tmp_path, "model.vision_tower=mobilenet_v2", "loss.label_steps=30", "loss.label_attributes=[colour,size]", "loss.label_weights={colour: 2}",
     ))
     rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
     # the first 30 steps log the label loss only, the last 10 the caption loss (a row of Lightning's
@@ -221,7 +232,7 @@ def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and
     assert sorted(int(row["step"]) for row in label_rows) == list(range(30))
     assert sorted({int(row["step"]) for row in rows if row.get("train/loss")}) == list(range(30, 40))
     assert "train/label_accuracy/colour" in rows[0] and "train/label_accuracy/family" not in rows[0]
-    # ln 8 + ln 2 = 2.8 at the start
+    assert report["settings"]["loss"]["label_weights"] == {"colour": 2}
     losses = [float(row["train/label_loss"]) for row in label_rows]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     accuracy = [float(row["train/label_accuracy/colour"]) for row in label_rows]
@@ -234,6 +245,19 @@ def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and
     assert load_clip(str(tmp_path / "clip")).encode_text(["a star"]).shape == (1, 16)
 
 
+def test_the_shape_and_colour_recipe_runs_label_steps_on_family_and_colour_then_captions(tmp_path):
+    # +clip_recipe=shape_and_colour, shortened: the recipe's tower, attributes and weights through the real command
+    report = pretrain(_config(tmp_path, "+clip_recipe=shape_and_colour", "loss.label_steps=30", "trainer.max_steps=40",
+                              "trainer.val_check_interval=20"))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    label_rows = [row for row in rows if row.get("train/label_loss") and not row.get("train/loss")]
+    assert sorted(int(row["step"]) for row in label_rows) == list(range(30))
+    assert {key.rsplit("/", 1)[1] for key in rows[0] if key.startswith("train/label_accuracy/")} == {"family", "colour"}
+    assert report["steps"] == 40 and set(report["zero_shot_accuracy"]) == set(ATTRIBUTES)
+    config = json.loads((tmp_path / "clip" / "config.json").read_text())
+    assert config["model_type"] == "vision-text-dual-encoder" and config["vision_config"]["model_type"] == "mobilenet_v2"
+
+
 def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
     (tmp_path / "clip").mkdir()
     with pytest.raises(PretrainSettingError, match="overwrite=true"):
@@ -244,6 +268,8 @@ def test_pretraining_refuses_to_replace_a_folder_unless_asked(tmp_path):
         pretrain(_config(tmp_path, "overwrite=true", "loss.label_steps=40"))
     with pytest.raises(PretrainSettingError, match=r"loss.label_attributes=\['shade'\]: name attributes"):
         pretrain(_config(tmp_path, "overwrite=true", "loss.label_steps=10", "loss.label_attributes=[shade]"))
+    with pytest.raises(PretrainSettingError, match=r"loss.label_weights=\{'family': -1\}: give positive weights"):
+        pretrain(_config(tmp_path, "overwrite=true", "loss.label_steps=10", "loss.label_weights={family: -1}"))
     with pytest.raises(PretrainSettingError, match="loss.positives=everything: use one of ground_truth, diagonal"):
         pretrain(_config(tmp_path, "overwrite=true", "loss.positives=everything"))
 

@@ -27,6 +27,7 @@ from bicyclegan_pl.clip.pretraining import (
     build_clip_model,
     build_image_processor,
     build_tokenizer,
+    label_weights,
 )
 from bicyclegan_pl.clip.zero_shot import zero_shot_predictions
 from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
@@ -51,6 +52,11 @@ def _datasets(cfg: DictConfig) -> tuple[SyntheticCaptionDataset, SyntheticCaptio
         SyntheticCaptionDataset(cfg.data.train_size, split="train", **options),
         SyntheticCaptionDataset(cfg.data.val_size, split="val", **options),
     )
+
+
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (lists and dicts rather than OmegaConf containers)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def chance_levels(dataset: SyntheticCaptionDataset) -> dict[str, float]:
@@ -117,11 +123,18 @@ def pretrain(cfg: DictConfig) -> dict:
         raise PretrainSettingError(f"trainer.max_steps={cfg.trainer.max_steps}: give a positive number of steps.")
     if cfg.loss.positives not in POSITIVES:
         raise PretrainSettingError(f"loss.positives={cfg.loss.positives}: use one of {', '.join(POSITIVES)}.")
-    unknown = [name for name in cfg.loss.label_attributes if name not in ATTRIBUTES]
-    if unknown or not cfg.loss.label_attributes:
+    attributes, weights = _plain(cfg.loss.label_attributes), _plain(cfg.loss.label_weights)
+    if isinstance(attributes, str) or not attributes or any(name not in ATTRIBUTES for name in attributes):
         raise PretrainSettingError(
-            f"loss.label_attributes={list(cfg.loss.label_attributes)}: name attributes of the data ({', '.join(ATTRIBUTES)})."
+            f"loss.label_attributes={attributes}: name attributes of the data ({', '.join(ATTRIBUTES)})."
         )
+    try:
+        label_weights(attributes, weights)
+    except (ValueError, TypeError, AttributeError):
+        raise PretrainSettingError(
+            f"loss.label_weights={weights}: give positive weights, e.g. {{family: 3}}, to attributes of "
+            f"loss.label_attributes={attributes} (unlisted ones weigh 1)."
+        ) from None
     if not 0 <= int(cfg.loss.label_steps) < int(cfg.trainer.max_steps):
         raise PretrainSettingError(
             f"loss.label_steps={cfg.loss.label_steps}: give 0 (captions only) or fewer steps than "
@@ -136,7 +149,7 @@ def pretrain(cfg: DictConfig) -> dict:
         model, tokenizer, build_image_processor(cfg.data.image_size), lr=cfg.optimizer.lr,
         weight_decay=cfg.optimizer.weight_decay, warmup_steps=cfg.optimizer.warmup_steps,
         total_steps=cfg.trainer.max_steps, positives=cfg.loss.positives,
-        label_steps=cfg.loss.label_steps, label_attributes=list(cfg.loss.label_attributes),
+        label_steps=cfg.loss.label_steps, label_attributes=attributes, label_weights=weights,
     )
     workers = int(cfg.data.num_workers)
     train_loader = DataLoader(

@@ -23,6 +23,9 @@ contrastively). ``label_steps=N`` trains the image tower alone for the first N s
 L2-normalised embedding is classified into the values of ``label_attributes`` (default: the shape
 family) by cosine-similarity heads, with the ground truth as labels (the heads are discarded; the
 saved CLIP is the model only); the remaining steps are CLIP's contrastive loss on captions.
+``label_weights`` weights an attribute's cross-entropy (1 unless given): with family and colour
+together, colour is learned within 200 steps and then slows family down, which a larger family
+weight offsets.
 Measured reason (README, "A text–image world"): the image towers here learn shape family several
 times faster from labels than from captions, where the family is one word of some captions and
 colour already separates most pairs; and faster from the family's labels alone than from all five
@@ -177,9 +180,26 @@ def label_logits(image_embeddings: Tensor, heads: Mapping[str, Tensor]) -> dict[
     return {name: LABEL_LOGIT_SCALE * embeddings @ F.normalize(weight, dim=-1).t() for name, weight in heads.items()}
 
 
-def label_loss(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> Tensor:
-    """Sum over attributes of the cross-entropy of :func:`label_logits` against the value ids ``labels``."""
-    return sum(F.cross_entropy(values, labels[name]) for name, values in logits.items())
+def label_loss(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], weights: Mapping[str, float] | None = None) -> Tensor:
+    """Sum over attributes of the cross-entropy of :func:`label_logits` against the value ids ``labels``,
+    each times its ``weights`` entry (1 when ``weights`` is None)."""
+    weights = weights or {}
+    return sum(weights.get(name, 1.0) * F.cross_entropy(values, labels[name]) for name, values in logits.items())
+
+
+def label_weights(attributes: Sequence[str], weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """attribute -> loss weight of the label steps: each of ``attributes`` with its ``weights`` entry (1
+    when it has none). Raises ValueError for no attribute, one the data does not have, or a weight
+    that is not positive or belongs to an attribute not listed."""
+    if isinstance(attributes, str) or not attributes or any(name not in ATTRIBUTES for name in attributes):
+        raise ValueError(f"label_attributes must name attributes of the data ({', '.join(ATTRIBUTES)}), got {attributes!r}")
+    weights = dict(weights or {})
+    if any(name not in attributes for name in weights) or any(not float(weight) > 0 for weight in weights.values()):
+        raise ValueError(f"label_weights must give positive weights to label_attributes {list(attributes)}, got {weights}")
+    return {name: float(weights.get(name, 1.0)) for name in attributes}
+
+
+_weights = label_weights  # the constructor's argument of that name hides the function
 
 
 class ClipPretraining(L.LightningModule):
@@ -199,24 +219,23 @@ class ClipPretraining(L.LightningModule):
         positives: str = "diagonal",
         label_steps: int = 0,
         label_attributes: Sequence[str] = ("family",),
+        label_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if positives not in POSITIVES:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
         if not 0 <= label_steps < total_steps:
             raise ValueError(f"label_steps must be in [0, total_steps={total_steps}), got {label_steps}")
-        unknown = [name for name in label_attributes if name not in ATTRIBUTES]
-        if unknown or (label_steps and not label_attributes):
-            raise ValueError(f"label_attributes must be attributes of the data ({', '.join(ATTRIBUTES)}), got {list(label_attributes)}")
         self.positives, self.label_steps = positives, label_steps
+        self.label_weights = _weights(label_attributes, label_weights) if label_steps else {}
         # the label steps' classifier of each attribute: one vector per value (not part of the saved CLIP);
         # drawn from a forked generator, so the model's and the data's random streams do not depend on them
         dim = model.config.projection_dim
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             self.label_heads = torch.nn.ParameterDict(
-                {name: torch.nn.Parameter(torch.randn(len(ATTRIBUTES[name]), dim)) for name in label_attributes}
-            ) if label_steps else torch.nn.ParameterDict()
+                {name: torch.nn.Parameter(torch.randn(len(ATTRIBUTES[name]), dim)) for name in self.label_weights}
+            )
         self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
         self.preprocess = preprocess_from(image_processor)
         self.lr, self.weight_decay = lr, weight_decay
@@ -238,7 +257,7 @@ class ClipPretraining(L.LightningModule):
         if self.global_step < self.label_steps:
             features = self.model.get_image_features(pixel_values=self.preprocess(batch["image"]))
             logits = label_logits(projected_features(features), self.label_heads)
-            loss = label_loss(logits, batch)
+            loss = label_loss(logits, batch, self.label_weights)
             self.log("train/label_loss", loss, prog_bar=True)
             for name, values in logits.items():
                 self.log(f"train/label_accuracy/{name}", (values.argmax(1) == batch[name]).float().mean())
