@@ -20,8 +20,8 @@ from bicyclegan_pl.clip.pretraining import (
     caption_matches,
     label_logits,
     label_loss,
-    label_weights,
     multi_positive_loss,
+    resolve_label_weights,
 )
 from bicyclegan_pl.clip.siamese import ClipImageEmbedder
 from bicyclegan_pl.clip.zero_shot import per_value_accuracy, zero_shot_accuracy, zero_shot_predictions
@@ -132,15 +132,15 @@ def test_label_loss_is_the_cross_entropy_of_scaled_cosine_logits_summed_over_att
     assert label_loss(label_logits(embeddings, heads), labels) == pytest.approx(terms["colour"] + terms["family"])
     assert min(terms.values()) > 0
     # label_attributes={family: 3, colour: 1}: each attribute's term times its weight
-    weights = label_weights(["colour", "family"], {"family": 3, "colour": 0.5})
+    weights = resolve_label_weights(["colour", "family"], {"family": 3, "colour": 0.5})
     assert label_loss(label_logits(embeddings, heads), labels, weights) == pytest.approx(0.5 * terms["colour"] + 3 * terms["family"])
-    assert label_weights(["family", "colour"], {"family": 3}) == {"family": 3.0, "colour": 1.0}
+    assert resolve_label_weights(["family", "colour"], {"family": 3}) == {"family": 3.0, "colour": 1.0}
     for attributes in (["shade"], [], "family"):
         with pytest.raises(ValueError, match="label_attributes must name attributes"):
-            label_weights(attributes)
+            resolve_label_weights(attributes)
     for weights in ({"family": 0}, {"size": 2}):
         with pytest.raises(ValueError, match="label_weights must give positive weights"):
-            label_weights(["family", "colour"], weights)
+            resolve_label_weights(["family", "colour"], weights)
     # an image exactly on its value's vector is classified with the softmax of scale x cosine
     on_axis = {"c": torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)}
     perfect = label_loss(label_logits(torch.tensor([[2.0, 0.0]], dtype=torch.float64), on_axis), {"c": torch.tensor([0])})

@@ -27,7 +27,7 @@ from bicyclegan_pl.clip.pretraining import (
     build_clip_model,
     build_image_processor,
     build_tokenizer,
-    label_weights,
+    resolve_label_weights,
 )
 from bicyclegan_pl.clip.zero_shot import zero_shot_predictions
 from bicyclegan_pl.config import register_resolvers, user_errors_as_messages
@@ -124,12 +124,14 @@ def pretrain(cfg: DictConfig) -> dict:
     if cfg.loss.positives not in POSITIVES:
         raise PretrainSettingError(f"loss.positives={cfg.loss.positives}: use one of {', '.join(POSITIVES)}.")
     attributes, weights = _plain(cfg.loss.label_attributes), _plain(cfg.loss.label_weights)
-    if isinstance(attributes, str) or not attributes or any(name not in ATTRIBUTES for name in attributes):
+    try:
+        resolve_label_weights(attributes)
+    except (ValueError, TypeError):
         raise PretrainSettingError(
             f"loss.label_attributes={attributes}: name attributes of the data ({', '.join(ATTRIBUTES)})."
-        )
+        ) from None
     try:
-        label_weights(attributes, weights)
+        resolve_label_weights(attributes, weights)
     except (ValueError, TypeError, AttributeError):
         raise PretrainSettingError(
             f"loss.label_weights={weights}: give positive weights, e.g. {{family: 3}}, to attributes of "

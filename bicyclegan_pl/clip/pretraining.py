@@ -187,7 +187,7 @@ def label_loss(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], weigh
     return sum(weights.get(name, 1.0) * F.cross_entropy(values, labels[name]) for name, values in logits.items())
 
 
-def label_weights(attributes: Sequence[str], weights: Mapping[str, float] | None = None) -> dict[str, float]:
+def resolve_label_weights(attributes: Sequence[str], weights: Mapping[str, float] | None = None) -> dict[str, float]:
     """attribute -> loss weight of the label steps: each of ``attributes`` with its ``weights`` entry (1
     when it has none). Raises ValueError for no attribute, one the data does not have, or a weight
     that is not positive or belongs to an attribute not listed."""
@@ -198,8 +198,6 @@ def label_weights(attributes: Sequence[str], weights: Mapping[str, float] | None
         raise ValueError(f"label_weights must give positive weights to label_attributes {list(attributes)}, got {weights}")
     return {name: float(weights.get(name, 1.0)) for name in attributes}
 
-
-_weights = label_weights  # the constructor's argument of that name hides the function
 
 
 class ClipPretraining(L.LightningModule):
@@ -227,7 +225,7 @@ class ClipPretraining(L.LightningModule):
         if not 0 <= label_steps < total_steps:
             raise ValueError(f"label_steps must be in [0, total_steps={total_steps}), got {label_steps}")
         self.positives, self.label_steps = positives, label_steps
-        self.label_weights = _weights(label_attributes, label_weights) if label_steps else {}
+        self.label_weights = resolve_label_weights(label_attributes, label_weights) if label_steps else {}
         # the label steps' classifier of each attribute: one vector per value (not part of the saved CLIP);
         # drawn from a forked generator, so the model's and the data's random streams do not depend on them
         dim = model.config.projection_dim
