@@ -131,7 +131,7 @@ def test_label_loss_is_the_cross_entropy_of_scaled_cosine_logits_summed_over_att
         terms[name] = float(-(LABEL_LOGIT_SCALE * cosines).log_softmax(1).gather(1, labels[name][:, None]).mean())
     assert label_loss(label_logits(embeddings, heads), labels) == pytest.approx(terms["colour"] + terms["family"])
     assert min(terms.values()) > 0
-    # label_attributes={family: 3, colour: 1}: each attribute's term times its weight
+    # label_weights={family: 3, colour: 0.5}: each attribute's term times its weight
     weights = resolve_label_weights(["colour", "family"], {"family": 3, "colour": 0.5})
     assert label_loss(label_logits(embeddings, heads), labels, weights) == pytest.approx(0.5 * terms["colour"] + 3 * terms["family"])
     assert resolve_label_weights(["family", "colour"], {"family": 3}) == {"family": 3.0, "colour": 1.0}
@@ -246,7 +246,7 @@ def test_label_steps_train_the_image_tower_on_the_ground_truth_then_captions_and
 
 
 def test_the_shape_and_colour_recipe_runs_label_steps_on_family_and_colour_then_captions(tmp_path):
-    # +clip_recipe=shape_and_colour, shortened: the recipe's tower, attributes and weights through the real command
+    # +clip_recipe=shape_and_colour, shortened: the recipe's tower and label attributes through the real command
     report = pretrain(_config(tmp_path, "+clip_recipe=shape_and_colour", "loss.label_steps=30", "trainer.max_steps=40",
                               "trainer.val_check_interval=20"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
