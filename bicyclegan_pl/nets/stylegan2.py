@@ -99,16 +99,19 @@ def make_blur_kernel(taps: Sequence[float]) -> Tensor:
 def upfirdn2d(input: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
     """Upsample by zero insertion, pad, convolve with an FIR kernel, downsample by dropping pixels.
 
-    rosinality's ``upfirdn2d_native`` in NCHW: every channel of every image is filtered alone.
+    rosinality's ``upfirdn2d_native``: every channel of every image is filtered alone.
     ``pad`` = (before, after), the same for both axes; negative values crop. The kernel is
-    flipped, so this is a true convolution (as the CUDA op computes it).
+    flipped, so this is a true convolution (as the CUDA op computes it). rosinality filters a
+    (batch * channels, 1, H, W) stack; a depthwise convolution (groups = channels) gives the same
+    values and is about 20 times faster on CPU, where the single-channel convolution's backward
+    took two thirds of a StyleGAN2 training step.
     """
     pad_before, pad_after = pad
     batch, channels, height, width = input.shape
     kernel_height, kernel_width = kernel.shape
-    out = input.reshape(batch * channels, 1, height, 1, width, 1)
+    out = input.reshape(batch, channels, height, 1, width, 1)
     out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
-    out = out.reshape(batch * channels, 1, height * up, width * up)
+    out = out.reshape(batch, channels, height * up, width * up)
     out = F.pad(out, [max(pad_before, 0), max(pad_after, 0), max(pad_before, 0), max(pad_after, 0)])
     out = out[
         :,
@@ -117,9 +120,8 @@ def upfirdn2d(input: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tu
         max(-pad_before, 0) : out.shape[3] - max(-pad_after, 0),
     ]
     weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kernel_height, kernel_width).to(out.dtype)
-    out = F.conv2d(out, weight)
-    out = out[:, :, ::down, ::down]
-    return out.reshape(batch, channels, out.shape[2], out.shape[3])
+    out = F.conv2d(out, weight.expand(channels, 1, kernel_height, kernel_width), groups=channels)
+    return out[:, :, ::down, ::down]
 
 
 def fused_leaky_relu(
