@@ -309,6 +309,12 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
         patch.setattr(CLIP2GAN, "generate_from_text", oracle)
         perfect = from_captions("oracle")
     assert calls == [24] and abs(perfect["caption_fid_conv"]) < 1e-3 and perfect["caption_colour"] == 1.0
+    assert perfect["caption_out_of_range"] == 0.0 and 0.0 <= scored["caption_out_of_range"] <= 1.0
+    real[::2] *= 4  # half the images far out of range
+    calls.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CLIP2GAN, "generate_from_text", oracle)
+        assert from_captions("oracle_out_of_range")["caption_out_of_range"] == 0.5
     assert perfect["caption_fid_conv"] < scored["caption_fid_conv"]
     from bicyclegan_pl.config import user_errors_as_messages
 
@@ -352,3 +358,42 @@ def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_in
 
 def truth_in_range(rows: list[dict]) -> bool:
     return all(0.0 <= value <= 1.0 for row in rows for key, value in row.items() if key != "beta")
+
+
+def test_ball_projection_keeps_w_plus_codes_inside_the_generators_own_ball(tiny_clip_dir, tmp_path):
+    """latent_projection=ball: the centre and radius come from G's own prior codes (mapping(z)),
+    prior-like codes barely move, a code far outside lands just inside the radius in the same
+    direction, and M still gets a gradient from there."""
+    from bicyclegan_pl.models.clip2gan import BALL_QUANTILE, BALL_SAMPLES
+    from bicyclegan_pl.nets.stylegan2 import StyleGAN2Generator
+
+    torch.manual_seed(0)
+    source = StyleGAN2Generator(32, style_dim=16, n_mlp=2, max_channels=8)
+    path = tmp_path / "stylegan2-tiny.pt"
+    torch.save({"g_ema": source.state_dict(), "latent_avg": torch.zeros(16)}, path)
+    model, _ = build_model(
+        *_tiny_clip2gan(tiny_clip_dir, path), "model.generator.size=32", "model.generator.style_dim=16",
+        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=ball", tiny=False,
+    )
+    with torch.no_grad():
+        w = source.style(torch.randn(BALL_SAMPLES, 16, generator=torch.Generator().manual_seed(0)))
+    centre = w.mean(0)
+    radius = torch.quantile((w - centre).norm(dim=1), BALL_QUANTILE)
+    assert model.latent_centre.shape == (8, 16) and model.latent_radius.shape == (8,)
+    torch.testing.assert_close(model.latent_centre, centre.expand(8, 16))
+    torch.testing.assert_close(model.latent_radius, radius.expand(8))
+
+    direction = F.normalize(torch.randn(16), dim=0)
+    typical = centre + 0.3 * radius * direction
+    outside, far = centre + 3 * radius * direction, centre + 1e6 * radius * direction
+    projected = model.project(torch.stack([typical.expand(8, 16), outside.expand(8, 16), far.expand(8, 16)]))
+    for code, distance in zip(projected, (0.3, 3.0, 1e6)):  # m + d R tanh(|d| / R) / |d|, by hand
+        torch.testing.assert_close(code, (centre + radius * math.tanh(distance) * direction).expand(8, 16), rtol=1e-5, atol=1e-5)
+    assert torch.all((projected[2] - centre).norm(dim=1) <= radius * (1 + 1e-6))  # a W+ code 1e6 radii out: on the rim
+
+    features = torch.randn(2, 16, requires_grad=False)
+    model.mapping.zero_grad()
+    model.decode(features).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.mapping.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.mapping.parameters())
+    assert "latent_centre" in model.state_dict() and "latent_radius" in model.state_dict()

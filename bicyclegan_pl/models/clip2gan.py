@@ -46,7 +46,9 @@ from bicyclegan_pl.nets.latent_generators import LatentGenerator
 from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
 
 FEATURE_SCALES = ("sqrt_dim", "unit")
-LATENT_PROJECTIONS = ("none", "sphere")
+LATENT_PROJECTIONS = ("none", "sphere", "ball")
+BALL_SAMPLES = 10_000  # prior codes that set the ball of latent_projection=ball
+BALL_QUANTILE = 0.99   # its radius: this quantile of their distances from their mean
 PENALTY_POINTS = ("fake", "interpolates")
 EDIT_SPACES = ("gan", "clip")
 
@@ -92,6 +94,10 @@ class CLIP2GAN(ScheduledTranslationModule):
                 "model.latent_projection=sphere rescales a z-space code (DCGAN); this generator takes W+ "
                 f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none"
             )
+        if latent_projection == "ball":
+            centre, radius = prior_ball(self.generator)
+            self.register_buffer("latent_centre", centre)
+            self.register_buffer("latent_radius", radius)
         if self.generator.image_size != image_size:
             raise ScheduleError(
                 f"the frozen generator makes {self.generator.image_size} px images but data.crop_size={image_size}: "
@@ -160,9 +166,19 @@ class CLIP2GAN(ScheduledTranslationModule):
 
     def project(self, latent: Tensor) -> Tensor:
         """``sphere``: each latent code rescaled to norm sqrt(its size), where G's N(0, I) training
-        codes concentrate (for z-space generators such as DCGAN); ``none``: as it is."""
+        codes concentrate (for z-space generators such as DCGAN); ``ball``: each per-layer code c
+        (each w of W+, or z) moved into the ball of G's own prior codes (:func:`prior_ball`: centre m,
+        radius R) by m + d * R tanh(|d| / R) / |d|, d = c - m: a smooth bijection of all codes onto the
+        open ball, so M reaches every code G was trained on and none far outside (where W+ codes
+        make images out of range); ``none``: as it is (the paper)."""
         if self.latent_projection == "none":
             return latent
+        if self.latent_projection == "ball":
+            codes = latent.reshape(latent.shape[0], *self.latent_centre.shape)
+            offset = codes - self.latent_centre
+            distance = offset.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+            radius = self.latent_radius.unsqueeze(-1)
+            return (self.latent_centre + offset * (radius * torch.tanh(distance / radius) / distance)).view_as(latent)
         flat = latent.flatten(1)
         return (flat * math.sqrt(flat.shape[1]) / flat.norm(dim=1, keepdim=True).clamp(min=1e-8)).view_as(latent)
 
@@ -257,7 +273,7 @@ class CLIP2GAN(ScheduledTranslationModule):
     @torch.no_grad()
     def edit(self, images: Tensor, prompt: str, betas: Sequence[float], space: str = "gan") -> Tensor:
         """(len(betas), N, C, H, W) edits of ``images`` towards ``prompt``. ``gan``: z' = M(C_img(x)) +
-        beta * M(C_text(t)) (Eq. 11-14; with ``latent_projection=sphere`` the sum is projected too); ``clip``: G(M(C_img(x) + beta * C_text(t))), the arithmetic in
+        beta * M(C_text(t)) (Eq. 11-14; with a ``latent_projection`` the sum is projected too); ``clip``: G(M(C_img(x) + beta * C_text(t))), the arithmetic in
         CLIP space (supplementary Table 6)."""
         if space not in EDIT_SPACES:
             raise ValueError(f"space must be one of {', '.join(EDIT_SPACES)}, got {space!r}")
@@ -286,6 +302,18 @@ class CLIP2GAN(ScheduledTranslationModule):
         with torch.no_grad():
             error = reconstruction_loss(real, self.decode(self.image_features(real)))
         self.log("val/rec", error, batch_size=real.shape[0], sync_dist=True)
+
+
+@torch.no_grad()
+def prior_ball(generator: LatentGenerator) -> tuple[Tensor, Tensor]:
+    """Centre (rows, dim) and radius (rows,) of G's prior codes, per row of its latent (each layer's
+    w of W+, or z): their mean, and the ``BALL_QUANTILE`` quantile of their distances from it, over
+    ``BALL_SAMPLES`` codes drawn with a fixed seed (so a resumed or reloaded run gets the same ball)."""
+    codes = generator.prior_latents(BALL_SAMPLES, torch.Generator().manual_seed(0)).float()
+    codes = codes.reshape(BALL_SAMPLES, -1, codes.shape[-1])
+    centre = codes.mean(0)
+    radius = torch.quantile((codes - centre).norm(dim=-1), BALL_QUANTILE, dim=0)
+    return centre, radius
 
 
 def _optional(factory: Callable[[], nn.Module] | None, weight: float | None, term: str, key: str) -> nn.Module | None:

@@ -2,6 +2,7 @@
 CLIP2GAN maps into: a declared base class, so systems read attributes instead of probing for them."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -26,6 +27,11 @@ class LatentGenerator(nn.Module):
     def synthesize(self, latent: Tensor) -> Tensor:
         """Images for latent codes of shape (B, *latent_shape)."""
         raise NotImplementedError
+
+    def prior_latents(self, count: int, generator: torch.Generator) -> Tensor:
+        """``count`` codes (count, *latent_shape) drawn as in G's training: where :meth:`synthesize`
+        makes images it has learned. The default draws z ~ N(0, I) (a generator whose latent is z)."""
+        return torch.randn(count, *self.latent_shape, generator=generator).to(next(self.parameters()))
 
     def forward(self, z: Tensor, z_mix: Tensor | None = None, crossover: int | None = None) -> Tensor:
         raise NotImplementedError

@@ -893,6 +893,11 @@ class StyleGAN2(StyleGAN2Generator, LatentGenerator):
     def image_size(self) -> int:
         return self.size
 
+    def prior_latents(self, count: int, generator: torch.Generator) -> Tensor:
+        """W+ codes of G's prior: w = mapping(z), z ~ N(0, I), the same w for every layer (no mixing)."""
+        z = torch.randn(count, self.z_dim, generator=generator).to(self.input.input)
+        return self.z_to_w(z).unsqueeze(1).repeat(1, self.num_ws, 1)
+
     def forward(self, z: Tensor, z_mix: Tensor | None = None, crossover: int | None = None) -> Tensor:  # type: ignore[override]
         styles = [z] if z_mix is None else [z, z_mix]
         image, _ = super().forward(styles, inject_index=crossover if z_mix is not None else None, randomize_noise=True)
