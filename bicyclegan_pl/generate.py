@@ -8,7 +8,8 @@ images (the training's diversity noise, ``model.noise`` of the checkpoint). Writ
 ``captions=N`` measures generation as the paper's FID does (Tables 3, 4 and 6): one image per
 caption of the first N held-out images of the checkpoint's data, FID/KID of those images to the
 held-out images (``feature_extractor``), and, on the synthetic objects, how often an image shows
-the colour and family its caption names.
+the colour and family its caption names, and the fraction of images far out of range
+(``caption_out_of_range``: some |value| > 1.5, blank after clipping).
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ from bicyclegan_pl.rendering import render_titled_rows
 from bicyclegan_pl.text_inputs import as_prompts
 
 register_resolvers()
+
+# An image whose largest |value| exceeds this is far outside G's [-1, 1] range and shows as blank
+# after clipping (unbounded W+ codes do this); generate captions=N reports how many there are.
+OUT_OF_RANGE = 1.5
 
 
 class GenerateSettingError(UserError, ValueError):
@@ -124,6 +129,7 @@ def caption_realism(cfg: DictConfig, model: CLIP2GAN, data: dict, generator: tor
     distances = feature_distances(pool_features(extractor, real), pool_features(extractor, fake), int(cfg.kid_subsets), int(cfg.seed))
     result: dict = {f"caption_{key}{suffix}": value for key, value in distances.items()}
     result.update(num_captions=count, feature_extractor=str(cfg.feature_extractor._target_))
+    result["caption_out_of_range"] = float((fake.abs().flatten(1).amax(1) > OUT_OF_RANGE).float().mean())
     if is_synthetic_objects(data):
         judge = ObjectJudge(int(data["crop_size"]))
         hits = attribute_hits(judge.read(fake), captions, [named_attributes(caption) for caption in captions])
