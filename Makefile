@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/guide_speed.py
 	$(BIN)/python benchmarks/travelgan_memory.py
 	$(BIN)/python benchmarks/checkpoint_cost.py
+	$(BIN)/python benchmarks/stylegan2_step.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache
