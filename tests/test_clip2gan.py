@@ -360,11 +360,11 @@ def truth_in_range(rows: list[dict]) -> bool:
     return all(0.0 <= value <= 1.0 for row in rows for key, value in row.items() if key != "beta")
 
 
-def test_ball_projection_keeps_w_plus_codes_inside_the_generators_own_ball(tiny_clip_dir, tmp_path):
-    """latent_projection=ball: the centre and radius come from G's own prior codes (mapping(z)),
-    prior-like codes barely move, a code far outside lands just inside the radius in the same
-    direction, and M still gets a gradient from there."""
-    from bicyclegan_pl.models.clip2gan import BALL_QUANTILE, BALL_SAMPLES
+def test_ellipsoid_projection_keeps_w_plus_codes_inside_the_generators_own_prior(tiny_clip_dir, tmp_path):
+    """latent_projection=ellipsoid: centre, covariance and radius come from G's own prior codes
+    (mapping(z)); a code at whitened distance k R from the centre lands at R tanh(k) in the same
+    whitened direction, so even a code 1e6 radii out stays on the rim; M still gets a gradient."""
+    from bicyclegan_pl.models.clip2gan import PRIOR_QUANTILE, PRIOR_SAMPLES
     from bicyclegan_pl.nets.stylegan2 import StyleGAN2Generator
 
     torch.manual_seed(0)
@@ -373,27 +373,32 @@ def test_ball_projection_keeps_w_plus_codes_inside_the_generators_own_ball(tiny_
     torch.save({"g_ema": source.state_dict(), "latent_avg": torch.zeros(16)}, path)
     model, _ = build_model(
         *_tiny_clip2gan(tiny_clip_dir, path), "model.generator.size=32", "model.generator.style_dim=16",
-        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=ball", tiny=False,
+        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=ellipsoid", tiny=False,
     )
     with torch.no_grad():
-        w = source.style(torch.randn(BALL_SAMPLES, 16, generator=torch.Generator().manual_seed(0)))
+        w = source.style(torch.randn(PRIOR_SAMPLES, 16, generator=torch.Generator().manual_seed(0))).double()
     centre = w.mean(0)
-    radius = torch.quantile((w - centre).norm(dim=1), BALL_QUANTILE)
-    assert model.latent_centre.shape == (8, 16) and model.latent_radius.shape == (8,)
-    torch.testing.assert_close(model.latent_centre, centre.expand(8, 16))
-    torch.testing.assert_close(model.latent_radius, radius.expand(8))
+    covariance = torch.cov(w.T)
+    factor = torch.linalg.cholesky(covariance)
+    whitened = torch.linalg.solve(factor, (w - centre).T).T
+    radius = torch.quantile(whitened.norm(dim=1), PRIOR_QUANTILE)
+    assert model.latent_centre.shape == (8, 16) and model.latent_shape_factor.shape == (8, 16, 16)
+    torch.testing.assert_close(model.latent_centre, centre.float().expand(8, 16))
+    torch.testing.assert_close(model.latent_shape_factor @ model.latent_shape_factor.transpose(1, 2),
+                               covariance.float().expand(8, 16, 16), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.latent_radius, radius.float().expand(8), rtol=1e-4, atol=1e-5)
 
-    direction = F.normalize(torch.randn(16), dim=0)
-    typical = centre + 0.3 * radius * direction
-    outside, far = centre + 3 * radius * direction, centre + 1e6 * radius * direction
-    projected = model.project(torch.stack([typical.expand(8, 16), outside.expand(8, 16), far.expand(8, 16)]))
-    for code, distance in zip(projected, (0.3, 3.0, 1e6)):  # m + d R tanh(|d| / R) / |d|, by hand
-        torch.testing.assert_close(code, (centre + radius * math.tanh(distance) * direction).expand(8, 16), rtol=1e-5, atol=1e-5)
-    assert torch.all((projected[2] - centre).norm(dim=1) <= radius * (1 + 1e-6))  # a W+ code 1e6 radii out: on the rim
+    direction = F.normalize(torch.randn(16, dtype=torch.float64), dim=0)  # a whitened direction
+    codes = [centre + radius * k * (factor @ direction) for k in (0.3, 3.0, 1e6)]
+    projected = model.project(torch.stack([code.float().expand(8, 16) for code in codes]))
+    for code, k in zip(projected, (0.3, 3.0, 1e6)):  # m + L u R tanh(|u| / R) / |u|, by hand
+        expected = centre + radius * math.tanh(k) * (factor @ direction)
+        torch.testing.assert_close(code.double(), expected.expand(8, 16), rtol=1e-3, atol=1e-3)
+    rim = torch.linalg.solve(factor.float(), (projected[2] - model.latent_centre).T).T.norm(dim=1)
+    assert torch.all(rim <= radius.float() * (1 + 1e-4))
 
-    features = torch.randn(2, 16, requires_grad=False)
     model.mapping.zero_grad()
-    model.decode(features).square().mean().backward()
+    model.decode(torch.randn(2, 16)).square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.mapping.parameters())
     assert any(p.grad.abs().sum() > 0 for p in model.mapping.parameters())
-    assert "latent_centre" in model.state_dict() and "latent_radius" in model.state_dict()
+    assert {"latent_centre", "latent_shape_factor", "latent_radius"} <= set(model.state_dict())

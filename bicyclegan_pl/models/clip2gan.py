@@ -46,9 +46,9 @@ from bicyclegan_pl.nets.latent_generators import LatentGenerator
 from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
 
 FEATURE_SCALES = ("sqrt_dim", "unit")
-LATENT_PROJECTIONS = ("none", "sphere", "ball")
-BALL_SAMPLES = 10_000  # prior codes that set the ball of latent_projection=ball
-BALL_QUANTILE = 0.99   # its radius: this quantile of their distances from their mean
+LATENT_PROJECTIONS = ("none", "sphere", "ellipsoid")
+PRIOR_SAMPLES = 10_000  # prior codes that set the ellipsoid of latent_projection=ellipsoid
+PRIOR_QUANTILE = 0.99   # its size: this quantile of their whitened distances from their mean
 PENALTY_POINTS = ("fake", "interpolates")
 EDIT_SPACES = ("gan", "clip")
 
@@ -94,9 +94,10 @@ class CLIP2GAN(ScheduledTranslationModule):
                 "model.latent_projection=sphere rescales a z-space code (DCGAN); this generator takes W+ "
                 f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none"
             )
-        if latent_projection == "ball":
-            centre, radius = prior_ball(self.generator)
+        if latent_projection == "ellipsoid":
+            centre, shape, radius = prior_ellipsoid(self.generator)
             self.register_buffer("latent_centre", centre)
+            self.register_buffer("latent_shape_factor", shape)
             self.register_buffer("latent_radius", radius)
         if self.generator.image_size != image_size:
             raise ScheduleError(
@@ -166,19 +167,22 @@ class CLIP2GAN(ScheduledTranslationModule):
 
     def project(self, latent: Tensor) -> Tensor:
         """``sphere``: each latent code rescaled to norm sqrt(its size), where G's N(0, I) training
-        codes concentrate (for z-space generators such as DCGAN); ``ball``: each per-layer code c
-        (each w of W+, or z) moved into the ball of G's own prior codes (:func:`prior_ball`: centre m,
-        radius R) by m + d * R tanh(|d| / R) / |d|, d = c - m: a smooth bijection of all codes onto the
-        open ball, so M reaches every code G was trained on and none far outside (where W+ codes
-        make images out of range); ``none``: as it is (the paper)."""
+        codes concentrate (for z-space generators such as DCGAN); ``ellipsoid``: each per-layer code c
+        (each w of W+, or z) moved into the ellipsoid of G's own prior codes (:func:`prior_ellipsoid`:
+        centre m, covariance L L^T, whitened radius R): u = L^-1 (c - m), c' = m + L u R tanh(|u| / R) / |u|,
+        a smooth bijection of all codes onto the open ellipsoid, so M reaches every code G was trained
+        on and none far outside it in a direction G never saw (where W+ codes from text make images
+        far out of range); ``none``: as it is (the paper)."""
         if self.latent_projection == "none":
             return latent
-        if self.latent_projection == "ball":
-            codes = latent.reshape(latent.shape[0], *self.latent_centre.shape)
-            offset = codes - self.latent_centre
-            distance = offset.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-            radius = self.latent_radius.unsqueeze(-1)
-            return (self.latent_centre + offset * (radius * torch.tanh(distance / radius) / distance)).view_as(latent)
+        if self.latent_projection == "ellipsoid":
+            codes = latent.reshape(latent.shape[0], *self.latent_centre.shape)  # (B, rows, dim)
+            offset = (codes - self.latent_centre).permute(1, 2, 0)  # (rows, dim, B)
+            whitened = torch.linalg.solve_triangular(self.latent_shape_factor, offset, upper=False)
+            distance = whitened.norm(dim=1, keepdim=True).clamp(min=1e-8)
+            radius = self.latent_radius.view(-1, 1, 1)
+            bounded = self.latent_shape_factor @ (whitened * (radius * torch.tanh(distance / radius) / distance))
+            return (self.latent_centre + bounded.permute(2, 0, 1)).reshape(latent.shape)
         flat = latent.flatten(1)
         return (flat * math.sqrt(flat.shape[1]) / flat.norm(dim=1, keepdim=True).clamp(min=1e-8)).view_as(latent)
 
@@ -305,15 +309,24 @@ class CLIP2GAN(ScheduledTranslationModule):
 
 
 @torch.no_grad()
-def prior_ball(generator: LatentGenerator) -> tuple[Tensor, Tensor]:
-    """Centre (rows, dim) and radius (rows,) of G's prior codes, per row of its latent (each layer's
-    w of W+, or z): their mean, and the ``BALL_QUANTILE`` quantile of their distances from it, over
-    ``BALL_SAMPLES`` codes drawn with a fixed seed (so a resumed or reloaded run gets the same ball)."""
-    codes = generator.prior_latents(BALL_SAMPLES, torch.Generator().manual_seed(0)).float()
-    codes = codes.reshape(BALL_SAMPLES, -1, codes.shape[-1])
+def prior_ellipsoid(generator: LatentGenerator) -> tuple[Tensor, Tensor, Tensor]:
+    """Centre (rows, dim), Cholesky factor L of the covariance (rows, dim, dim) and whitened radius
+    (rows,) of G's prior codes, per row of its latent (each layer's w of W+, or z), over
+    ``PRIOR_SAMPLES`` codes drawn with a fixed seed (so a resumed or reloaded run gets the same
+    ellipsoid): their mean, their covariance (plus a 1e-6 relative ridge), and the ``PRIOR_QUANTILE``
+    quantile of their distances from the mean in whitened coordinates (Mahalanobis distances).
+    Whitened, because a ball of plain distances let M's text codes reach directions in which W
+    hardly varies, where StyleGAN2's ToRGB layers (no demodulation) blow images up."""
+    codes = generator.prior_latents(PRIOR_SAMPLES, torch.Generator().manual_seed(0)).double()
+    codes = codes.reshape(PRIOR_SAMPLES, -1, codes.shape[-1])
     centre = codes.mean(0)
-    radius = torch.quantile((codes - centre).norm(dim=-1), BALL_QUANTILE, dim=0)
-    return centre, radius
+    offsets = (codes - centre).permute(1, 0, 2)  # (rows, samples, dim)
+    covariance = offsets.transpose(1, 2) @ offsets / (PRIOR_SAMPLES - 1)
+    ridge = 1e-6 * covariance.diagonal(dim1=1, dim2=2).mean(1).view(-1, 1, 1)
+    shape = torch.linalg.cholesky(covariance + ridge * torch.eye(codes.shape[-1], dtype=codes.dtype))
+    whitened = torch.linalg.solve_triangular(shape, offsets.transpose(1, 2), upper=False)  # (rows, dim, samples)
+    radius = torch.quantile(whitened.norm(dim=1), PRIOR_QUANTILE, dim=1)
+    return centre.float(), shape.float(), radius.float()
 
 
 def _optional(factory: Callable[[], nn.Module] | None, weight: float | None, term: str, key: str) -> nn.Module | None:
