@@ -9,7 +9,7 @@ images (the training's diversity noise, ``model.noise`` of the checkpoint). Writ
 caption of the first N held-out images of the checkpoint's data, FID/KID of those images to the
 held-out images (``feature_extractor``), and, on the synthetic objects, how often an image shows
 the colour and family its caption names, and the fraction of images far out of range
-(``caption_out_of_range``: some |value| > 1.5, blank after clipping).
+(``caption_out_of_range``: some |value| > 3, blank after clipping).
 """
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ from bicyclegan_pl.text_inputs import as_prompts
 register_resolvers()
 
 # An image whose largest |value| exceeds this is far outside G's [-1, 1] range and shows as blank
-# after clipping (unbounded W+ codes do this); generate captions=N reports how many there are.
-OUT_OF_RANGE = 1.5
+# after clipping (unbounded W+ codes do this; stylegan2_synthetic's own samples reach 1.8, real
+# images 1); generate captions=N reports how many there are.
+OUT_OF_RANGE = 3.0
 
 
 class GenerateSettingError(UserError, ValueError):
