@@ -327,19 +327,25 @@ def test_train_generate_and_edit_commands_end_to_end(tiny_clip_dir, tiny_generat
         edit(compose_config(f"ckpt={ckpt}", f"image={images}", "prompt=blue", "beta=[a,b]", f"out_dir={edited}", config_name="edit", tiny=False))
 
 
-def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_into_w_plus(tiny_clip_dir, tmp_path):
-    """The format researchers have: {"g_ema", "latent_avg"} saved by rosinality's code; M then outputs
-    W+ (num_ws x w_dim) and one step trains M only."""
+TINY_STYLEGAN2 = ("model.generator.size=32", "model.generator.style_dim=16", "model.generator.n_mlp=2", "model.generator.max_channels=8")
+
+
+def _tiny_rosinality_checkpoint(folder: Path):
+    """A random 32 px StyleGAN2 (w 16, widths 8) saved as rosinality's code saves one: (it, path)."""
     from bicyclegan_pl.nets.stylegan2 import StyleGAN2Generator
 
     torch.manual_seed(0)
     source = StyleGAN2Generator(32, style_dim=16, n_mlp=2, max_channels=8)
-    path = tmp_path / "stylegan2-tiny.pt"
+    path = folder / "stylegan2-tiny.pt"
     torch.save({"g_ema": source.state_dict(), "latent_avg": torch.zeros(16)}, path)
-    model, _ = build_model(
-        *_tiny_clip2gan(tiny_clip_dir, path), "model.generator.size=32", "model.generator.style_dim=16",
-        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=none", tiny=False,
-    )
+    return source, path
+
+
+def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_into_w_plus(tiny_clip_dir, tmp_path):
+    """The format researchers have: {"g_ema", "latent_avg"} saved by rosinality's code; M then outputs
+    W+ (num_ws x w_dim) and one step trains M only."""
+    source, path = _tiny_rosinality_checkpoint(tmp_path)
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, path), *TINY_STYLEGAN2, "model.latent_projection=none", tiny=False)
     ws = torch.randn(2, 8, 16)
     assert torch.equal(model.generator.synthesize(ws), source.synthesize(ws))
     assert model.mapping(torch.randn(3, 16)).shape == (3, 8, 16)
@@ -349,11 +355,10 @@ def test_a_rosinality_stylegan2_checkpoint_is_the_frozen_generator_and_m_maps_in
     assert all(torch.equal(a, b) for a, b in zip(model.generator.state_dict().values(), source.state_dict().values()))
     with pytest.raises(Exception, match="model.generator.size"):
         build_model(*_tiny_clip2gan(tiny_clip_dir, path), tiny=False)
-    arguments = ("model.generator.size=32", "model.generator.style_dim=16", "model.generator.n_mlp=2", "model.generator.max_channels=8")
     with pytest.raises(Exception, match="latent_projection=none"):
-        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *arguments, "model.latent_projection=sphere", tiny=False)
+        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *TINY_STYLEGAN2, "model.latent_projection=sphere", tiny=False)
     with pytest.raises(Exception, match="data.crop_size=32"):
-        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *arguments, "model.latent_projection=none", "data.crop_size=64", tiny=False)
+        build_model(*_tiny_clip2gan(tiny_clip_dir, path), *TINY_STYLEGAN2, "model.latent_projection=none", "data.crop_size=64", tiny=False)
 
 
 def truth_in_range(rows: list[dict]) -> bool:
@@ -365,16 +370,9 @@ def test_ellipsoid_projection_keeps_w_plus_codes_inside_the_generators_own_prior
     (mapping(z)); a code at whitened distance k R from the centre lands at R tanh(k) in the same
     whitened direction, so even a code 1e6 radii out stays on the rim; M still gets a gradient."""
     from bicyclegan_pl.models.clip2gan import PRIOR_QUANTILE, PRIOR_SAMPLES
-    from bicyclegan_pl.nets.stylegan2 import StyleGAN2Generator
 
-    torch.manual_seed(0)
-    source = StyleGAN2Generator(32, style_dim=16, n_mlp=2, max_channels=8)
-    path = tmp_path / "stylegan2-tiny.pt"
-    torch.save({"g_ema": source.state_dict(), "latent_avg": torch.zeros(16)}, path)
-    model, _ = build_model(
-        *_tiny_clip2gan(tiny_clip_dir, path), "model.generator.size=32", "model.generator.style_dim=16",
-        "model.generator.n_mlp=2", "model.generator.max_channels=8", "model.latent_projection=ellipsoid", tiny=False,
-    )
+    source, path = _tiny_rosinality_checkpoint(tmp_path)
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, path), *TINY_STYLEGAN2, "model.latent_projection=ellipsoid", tiny=False)
     with torch.no_grad():
         w = source.style(torch.randn(PRIOR_SAMPLES, 16, generator=torch.Generator().manual_seed(0))).double()
     centre = w.mean(0)

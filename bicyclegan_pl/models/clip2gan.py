@@ -92,7 +92,7 @@ class CLIP2GAN(ScheduledTranslationModule):
         if latent_projection == "sphere" and self.generator.num_ws > 1:
             raise ScheduleError(
                 "model.latent_projection=sphere rescales a z-space code (DCGAN); this generator takes W+ "
-                f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none"
+                f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none (the paper) or ellipsoid"
             )
         if latent_projection == "ellipsoid":
             centre, shape, radius = prior_ellipsoid(self.generator)
