@@ -400,3 +400,18 @@ def test_ellipsoid_projection_keeps_w_plus_codes_inside_the_generators_own_prior
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.mapping.parameters())
     assert any(p.grad.abs().sum() > 0 for p in model.mapping.parameters())
     assert {"latent_centre", "latent_shape_factor", "latent_radius"} <= set(model.state_dict())
+
+
+def test_z_plus_sends_each_layers_code_through_the_generators_mapping_network(tiny_clip_dir, tiny_generator, tmp_path):
+    source, path = _tiny_rosinality_checkpoint(tmp_path)
+    model, _ = build_model(*_tiny_clip2gan(tiny_clip_dir, path), *TINY_STYLEGAN2, "model.latent_projection=z_plus", tiny=False)
+    z_plus = torch.randn(3, 8, 16) * torch.linspace(0.1, 100, 8).view(1, 8, 1)  # any scale: PixelNorm comes first
+    expected = torch.stack([torch.stack([source.style(z_plus[b, layer : layer + 1])[0] for layer in range(8)]) for b in range(3)])
+    with torch.no_grad():
+        torch.testing.assert_close(model.project(z_plus), expected, rtol=1e-5, atol=1e-5)
+    model.mapping.zero_grad()
+    model.decode(torch.randn(2, 16)).square().mean().backward()
+    assert any(p.grad.abs().sum() > 0 for p in model.mapping.parameters())
+    assert all(p.grad is None for p in model.generator.parameters())
+    with pytest.raises(Exception, match="sphere"):
+        build_model(*_tiny_clip2gan(tiny_clip_dir, tiny_generator), "model.latent_projection=z_plus", tiny=False)

@@ -46,7 +46,7 @@ from bicyclegan_pl.nets.latent_generators import LatentGenerator
 from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec, ScheduleError
 
 FEATURE_SCALES = ("sqrt_dim", "unit")
-LATENT_PROJECTIONS = ("none", "sphere", "ellipsoid")
+LATENT_PROJECTIONS = ("none", "sphere", "ellipsoid", "z_plus")
 PRIOR_SAMPLES = 10_000  # prior codes that set the ellipsoid of latent_projection=ellipsoid
 PRIOR_QUANTILE = 0.99   # its size: this quantile of their whitened distances from their mean
 PENALTY_POINTS = ("fake", "interpolates")
@@ -92,8 +92,16 @@ class CLIP2GAN(ScheduledTranslationModule):
         if latent_projection == "sphere" and self.generator.num_ws > 1:
             raise ScheduleError(
                 "model.latent_projection=sphere rescales a z-space code (DCGAN); this generator takes W+ "
-                f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none (the paper) or ellipsoid"
+                f"({self.generator.num_ws} x {self.generator.latent_shape[-1]}): set model.latent_projection=none (the paper), z_plus or ellipsoid"
             )
+        if latent_projection == "z_plus":
+            if self.generator.num_ws == 1:
+                raise ScheduleError(
+                    f"model.latent_projection=z_plus maps each layer's code through G's mapping network; "
+                    f"{type(self.generator).__name__} has none: use sphere (DCGAN) or none"
+                )
+            if self.generator.z_dim != self.generator.latent_shape[-1]:
+                raise ScheduleError("model.latent_projection=z_plus needs z_dim == w_dim (as in rosinality's StyleGAN2)")
         if latent_projection == "ellipsoid":
             centre, shape, radius = prior_ellipsoid(self.generator)
             self.register_buffer("latent_centre", centre)
@@ -172,9 +180,13 @@ class CLIP2GAN(ScheduledTranslationModule):
         centre m, covariance L L^T, whitened radius R): u = L^-1 (c - m), c' = m + L u R tanh(|u| / R) / |u|,
         a smooth bijection of all codes onto the open ellipsoid, so M reaches every code G was trained
         on and none far outside it in a direction G never saw (where W+ codes from text make images
-        far out of range); ``none``: as it is (the paper)."""
+        far out of range); ``z_plus``: M's codes are read as one z per layer and go through G's own
+        mapping network (PixelNorm, then its MLP), so every w is one G was trained on (Z+); ``none``:
+        as it is (the paper)."""
         if self.latent_projection == "none":
             return latent
+        if self.latent_projection == "z_plus":
+            return self.generator.map_per_layer(latent)
         if self.latent_projection == "ellipsoid":
             codes = latent.reshape(latent.shape[0], *self.latent_centre.shape)  # (B, rows, dim)
             offset = (codes - self.latent_centre).permute(1, 2, 0)  # (rows, dim, B)

@@ -28,6 +28,11 @@ class LatentGenerator(nn.Module):
         """Images for latent codes of shape (B, *latent_shape)."""
         raise NotImplementedError
 
+    def map_per_layer(self, z: Tensor) -> Tensor:
+        """(B, num_ws, z_dim) -> (B, *latent_shape): each layer's z through G's own mapping network
+        (StyleGAN2's Z+). Generators without a mapping network have no such space."""
+        raise NotImplementedError(f"{type(self).__name__} has no mapping network (no Z+ space)")
+
     def prior_latents(self, count: int, generator: torch.Generator) -> Tensor:
         """``count`` codes (count, *latent_shape) drawn as in G's training: where :meth:`synthesize`
         makes images it has learned. The default draws z ~ N(0, I) (a generator whose latent is z)."""

@@ -893,6 +893,10 @@ class StyleGAN2(StyleGAN2Generator, LatentGenerator):
     def image_size(self) -> int:
         return self.size
 
+    def map_per_layer(self, z: Tensor) -> Tensor:
+        """Z+ -> W+: each layer's z through the mapping network (PixelNorm first, so any z works)."""
+        return self.z_to_w(z.reshape(-1, z.shape[-1])).view(z.shape[0], self.num_ws, self.w_dim)
+
     def prior_latents(self, count: int, generator: torch.Generator) -> Tensor:
         """W+ codes of G's prior: w = mapping(z), z ~ N(0, I), the same w for every layer (no mixing)."""
         z = torch.randn(count, self.z_dim, generator=generator).to(self.input.input)
