@@ -5,7 +5,7 @@
 #   mobilenet  python -m bicyclegan_pl.clip.pretrain +clip_recipe=shape_and_colour (MobileNetV2 tower,
 #              colour and family labels first, then captions; zero-shot colour 100 %, family 95 %)
 # Each: +experiment=clip2gan_synthetic with the paper's objective, 2 epochs, seeds 0, 1, 2 (as run.sh's
-# `full`), then run.sh's and run_tables.sh's evaluations, and clip_space.py's description of each CLIP.
+# `full`), then evaluate_run.sh's evaluations and 8 noisy samples per prompt, and clip_space.py's description of each CLIP.
 # Run from the repository root:  bash experiments/clip2gan_synthetic/run_backbone.sh
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -35,14 +35,9 @@ done
 COLOURS="a red object,a green object,a blue object,a yellow object,a magenta object,a cyan object,a black object,a gray object"
 FAMILIES="an ellipse,a rectangle,a rounded rectangle,a triangle,a polygon,a star"
 for job in $OUT/*/seed*; do
-  ckpt=$job/checkpoints/last.ckpt
-  for shift in none modality_gap; do
-    $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt "prompt=[$COLOURS,$FAMILIES]" num_samples=1 noise=false text_shift=$shift out_dir=$job/eval/prompts_$shift
-    $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt captions=$CAPTIONS noise=false text_shift=$shift \
-      metrics/feature_extractor@feature_extractor=conv out_dir=$job/eval/captions_$shift > /dev/null
-  done
-  $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt "prompt=[$COLOURS,$FAMILIES]" num_samples=8 out_dir=$job/eval/prompts_noisy
-  $PYTHON -m bicyclegan_pl.edit ckpt=$ckpt val_inputs=64 "prompt=a blue object" space=gan out_dir=$job/eval/edit_colour_gan
+  [ -f "$job/eval/done" ] || $PYTHON -m bicyclegan_pl.generate ckpt=$job/checkpoints/last.ckpt "prompt=[$COLOURS,$FAMILIES]" \
+    num_samples=8 out_dir=$job/eval/prompts_noisy  # 8 noisy samples per prompt: diversity
+  PYTHON=$PYTHON CAPTIONS=$CAPTIONS bash $HERE/evaluate_run.sh $job
 done
 
 report() {  # evaluation, metrics compared with the ViT CLIP's runs (groups are named by the CLIP's path)

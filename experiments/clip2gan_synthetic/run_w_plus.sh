@@ -8,7 +8,7 @@
 #              the 99th percentile of their Mahalanobis distances)
 #   z_plus     M's codes read as one z per layer, each through G's own mapping network (Z+)
 # Each: +experiment=clip2gan_synthetic into +experiment=stylegan2_synthetic's checkpoint, the paper's
-# objective, 2 epochs, seeds 0, 1, 2, judged as run_backbone.sh judges (prompts, captions, edits).
+# objective, 2 epochs, seeds 0, 1, 2, judged by evaluate_run.sh (prompts, captions, edits).
 # Run from the repository root:  bash experiments/clip2gan_synthetic/run_w_plus.sh
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -38,18 +38,8 @@ for ((i = 0; i < ${#jobs[@]}; i += 2)); do  # two at a time, one thread each
   wait
 done
 
-COLOURS="a red object,a green object,a blue object,a yellow object,a magenta object,a cyan object,a black object,a gray object"
-FAMILIES="an ellipse,a rectangle,a rounded rectangle,a triangle,a polygon,a star"
 for job in $OUT/*/seed*; do
-  [ -f "$job/eval/done" ] && continue  # evaluated already
-  ckpt=$job/checkpoints/last.ckpt
-  for shift in none modality_gap; do
-    $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt "prompt=[$COLOURS,$FAMILIES]" num_samples=1 noise=false text_shift=$shift out_dir=$job/eval/prompts_$shift
-    $PYTHON -m bicyclegan_pl.generate ckpt=$ckpt captions=$CAPTIONS noise=false text_shift=$shift \
-      metrics/feature_extractor@feature_extractor=conv out_dir=$job/eval/captions_$shift > /dev/null
-  done
-  $PYTHON -m bicyclegan_pl.edit ckpt=$ckpt val_inputs=64 "prompt=a blue object" space=gan out_dir=$job/eval/edit_colour_gan
-  touch "$job/eval/done"
+  PYTHON=$PYTHON CAPTIONS=$CAPTIONS bash $HERE/evaluate_run.sh $job
 done
 
 report() {  # evaluation, metrics compared with the paper's unbounded codes
