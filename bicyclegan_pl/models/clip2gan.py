@@ -179,10 +179,11 @@ class CLIP2GAN(ScheduledTranslationModule):
         (each w of W+, or z) moved into the ellipsoid of G's own prior codes (:func:`prior_ellipsoid`:
         centre m, covariance L L^T, whitened radius R): u = L^-1 (c - m), c' = m + L u R tanh(|u| / R) / |u|,
         a smooth bijection of all codes onto the open ellipsoid, so M reaches every code G was trained
-        on and none far outside it in a direction G never saw (where W+ codes from text make images
-        far out of range); ``z_plus``: M's codes are read as one z per layer and go through G's own
-        mapping network (PixelNorm, then its MLP), so every w is one G was trained on (Z+); ``none``:
-        as it is (the paper)."""
+        on and none far outside it; ``z_plus``: M's codes are read as one z per layer and go through
+        G's own mapping network (PixelNorm, then its MLP), so every w is one G can produce (Z+);
+        ``none``: as it is (the paper). Both bounds are per layer, and neither stopped W+ codes from
+        text making images far out of range (experiments/clip2gan_synthetic, Round 3): the layers'
+        codes can each be typical while their combination is not."""
         if self.latent_projection == "none":
             return latent
         if self.latent_projection == "z_plus":
@@ -327,8 +328,7 @@ def prior_ellipsoid(generator: LatentGenerator) -> tuple[Tensor, Tensor, Tensor]
     ``PRIOR_SAMPLES`` codes drawn with a fixed seed (so a resumed or reloaded run gets the same
     ellipsoid): their mean, their covariance (plus a 1e-6 relative ridge), and the ``PRIOR_QUANTILE``
     quantile of their distances from the mean in whitened coordinates (Mahalanobis distances).
-    Whitened, because a ball of plain distances let M's text codes reach directions in which W
-    hardly varies, where StyleGAN2's ToRGB layers (no demodulation) blow images up."""
+    Whitened, because a ball of plain distances also admits directions in which W hardly varies."""
     codes = generator.prior_latents(PRIOR_SAMPLES, torch.Generator().manual_seed(0)).double()
     codes = codes.reshape(PRIOR_SAMPLES, -1, codes.shape[-1])
     centre = codes.mean(0)
