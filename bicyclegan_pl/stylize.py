@@ -67,6 +67,7 @@ def gatys_method(cfg: DictConfig, device: torch.device) -> StylizeFunction:
         weights=None if cfg.vgg.weights is None else str(cfg.vgg.weights),
         weights_dir=cfg.paths.weights_dir,
         allow_download=bool(cfg.vgg.allow_download),
+        preprocessing=str(cfg.vgg.get("preprocessing", "auto")),
     ).to(device)
 
     def run(content: Tensor, style: Tensor, seeds: Sequence[int]) -> Stylized:

@@ -196,7 +196,7 @@ def test_pretrained_weights_load_lazily_and_missing_ones_name_file_and_url(tmp_p
     model = tiny_model(
         "model.style_predictor=inception", "model.style_image_size=75", "model.style_augmentation.random_size=null",
         "model.inception.weights=imagenet", "model.inception.allow_download=false",
-        "model.loss_network.weights=imagenet", "model.loss_network.allow_download=false",
+        "model.loss_network.weights=caffe", "model.loss_network.allow_download=false",
         f"paths.weights_dir={weights_dir}",
     )
     # inference (a loaded checkpoint) needs neither file
@@ -205,13 +205,15 @@ def test_pretrained_weights_load_lazily_and_missing_ones_name_file_and_url(tmp_p
     with pytest.raises(WeightsNotFoundError, match="inception_v3_google-0cc3c7bd.pth was not found") as missing:
         model.setup("fit")
     assert INCEPTION_URL in str(missing.value) and str(weights_dir / "inception_v3_google-0cc3c7bd.pth") in str(missing.value)
-    with pytest.raises(WeightsNotFoundError, match="vgg16-397923af.pth was not found"):
+    # Magenta's loss network: Caffe's VGG-16 (slim's vgg_16 is its conversion), fed Caffe's input
+    with pytest.raises(WeightsNotFoundError, match="vgg16-00b39a1b.pth was not found") as missing:
         model.loss_network  # noqa: B018
+    assert "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth" in str(missing.value)
     # the official file's layout (more layers than kept) loads into the truncated trunk
     official = InceptionEncoder()
     weights_dir.mkdir()
     torch.save({**official.state_dict(), "fc.weight": torch.zeros(2, 2)}, weights_dir / "inception_v3_google-0cc3c7bd.pth")
-    with pytest.raises(WeightsNotFoundError, match="vgg16-397923af.pth"):  # Inception first, then the loss network
+    with pytest.raises(WeightsNotFoundError, match="vgg16-00b39a1b.pth"):  # Inception first, then the loss network
         model.setup("fit")
     loaded = model.network.predictor.encoder.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in official.state_dict().items())

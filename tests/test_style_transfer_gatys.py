@@ -74,11 +74,58 @@ def test_vgg_features_are_named_shaped_and_equal_torchvisions_vgg19(tmp_path):
         assert torch.allclose(found["conv1_1"], reference[0](normalised), atol=1e-6)
     with pytest.raises(UserError, match="no \\['relu5_4'\\]"):
         VGGFeatures(arch="vgg16", layers=["relu5_4"], weights=None)
-    torch.save({"conv1_1.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "caffe_names.pth")
-    with pytest.raises(UserError, match="caffe_names.pth is not a torchvision vgg19 state dict"):
-        VGGFeatures(layers=layers, weights=str(tmp_path / "caffe_names.pth"))
+    torch.save({"conv1_1.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "half_gatys.pth")  # Gatys's names, incomplete
+    with pytest.raises(UserError, match="half_gatys.pth is not a vgg19 state dict.*it lacks conv1_1.bias, conv1_2.weight, conv1_2.bias and more"):
+        VGGFeatures(layers=layers, weights=str(tmp_path / "half_gatys.pth"))
     with pytest.raises(WeightsNotFoundError, match="nowhere.pth does not exist"):
         VGGFeatures(layers=layers, weights=str(tmp_path / "nowhere.pth"))
+
+
+def caffe_input(images: torch.Tensor) -> torch.Tensor:
+    """Caffe's VGG input by hand: RGB in [-1, 1] -> BGR pixels 0-255 minus the BGR ImageNet mean."""
+    pixels = (images + 1) / 2 * 255
+    bgr = torch.stack([pixels[:, 2], pixels[:, 1], pixels[:, 0]], dim=1)
+    return bgr - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+
+def test_the_papers_caffe_networks_load_by_name_and_are_fed_caffes_input(tmp_path, monkeypatch):
+    """weights=gatys (Gatys et al.'s vgg_conv.pth, their conv1_1.weight keys) and weights=caffe (Johnson's
+    conversion, torchvision's keys) load from paths.weights_dir by their published names and see BGR 0-255
+    pixels minus the mean; imagenet and random weights see normalised RGB unless told otherwise."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    torch.manual_seed(0)
+    reference = make_layers(cfgs["E"])[:4]  # conv1_1, relu1_1, conv1_2, relu1_2
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    gatys_state = {"conv1_1.weight": reference[0].weight, "conv1_1.bias": reference[0].bias,
+                   "conv1_2.weight": reference[2].weight, "conv1_2.bias": reference[2].bias}
+    torch.save(gatys_state, weights_dir / "vgg_conv.pth")
+    torch.save({f"features.{key}": value for key, value in reference.state_dict().items()}, weights_dir / "vgg19-d01eb7cb.pth")
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        expected = reference(caffe_input(images))
+        normalised = ((images + 1) / 2 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        for weights in ("gatys", "caffe", str(weights_dir / "vgg_conv.pth")):
+            vgg = VGGFeatures(layers=["relu1_2"], weights=weights, weights_dir=weights_dir)
+            assert vgg.preprocessing == "caffe"
+            assert torch.allclose(vgg(images)["relu1_2"], expected, rtol=1e-5, atol=1e-3)
+        # the same file forced to torchvision's input gives torchvision's features of it
+        forced = VGGFeatures(layers=["relu1_2"], weights="gatys", weights_dir=weights_dir, preprocessing="torchvision")
+        assert torch.allclose(forced(images)["relu1_2"], reference(normalised), atol=1e-5)
+        # a path in torchvision's layout is fed as torchvision trains; random weights likewise unless told
+        path = VGGFeatures(layers=["relu1_2"], weights=str(weights_dir / "vgg19-d01eb7cb.pth"))
+        assert path.preprocessing == "torchvision"
+        assert VGGFeatures(layers=["relu1_2"], weights=None).preprocessing == "torchvision"
+        random_caffe = VGGFeatures(layers=["conv1_1"], weights=None, preprocessing="caffe")
+        assert torch.allclose(random_caffe(images)["conv1_1"], random_caffe.features[0](caffe_input(images)), rtol=1e-5, atol=1e-3)
+    # gatys exists for VGG-19 only; a missing named file names itself, its URL and the folder
+    with pytest.raises(UserError, match="weights='gatys' exist for vgg19 only, not arch='vgg16'"):
+        VGGFeatures(arch="vgg16", layers=["relu1_2"], weights="gatys", weights_dir=weights_dir)
+    with pytest.raises(WeightsNotFoundError, match="vgg16-00b39a1b.pth was not found") as missing:
+        VGGFeatures(arch="vgg16", layers=["relu1_2"], weights="caffe", weights_dir=weights_dir)
+    assert "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth" in str(missing.value)
+    with pytest.raises(UserError, match="preprocessing='bgr': choose from auto, torchvision, caffe"):
+        VGGFeatures(layers=["relu1_2"], weights=None, preprocessing="bgr")
 
 
 def test_average_pooling_replaces_every_max_pooling():
@@ -177,9 +224,12 @@ def test_stylize_user_errors_name_what_to_fix(tmp_path, monkeypatch):
         run(f"content={broken.parent}")
     with pytest.raises(UserError, match="optimizer=sgd: choose from lbfgs, adam"):
         run(f"content={style}", "optimizer=sgd")
-    # the ImageNet file missing offline: its name, its URL and where to put it
+    # the default, the paper's normalised VGG-19, missing offline: its name, its URL and where to put it
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError, match="vgg_conv.pth was not found") as missing:
+        run(f"content={style}", "vgg.weights=gatys", f"paths.weights_dir={tmp_path / 'weights'}")
+    assert "https://bethgelab.org/media/uploads/pytorch_models/vgg_conv.pth" in str(missing.value)
+    assert str(tmp_path / "weights" / "vgg_conv.pth") in str(missing.value)
     with pytest.raises(WeightsNotFoundError, match="vgg19-dcbb9e9d.pth was not found") as missing:
         run(f"content={style}", "vgg.weights=imagenet", f"paths.weights_dir={tmp_path / 'weights'}")
     assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in str(missing.value)
-    assert str(tmp_path / "weights" / "vgg19-dcbb9e9d.pth") in str(missing.value)

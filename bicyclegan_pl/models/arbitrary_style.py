@@ -42,10 +42,13 @@ What the authors' code does (magenta/magenta, ``magenta/models/``; read for this
   and the network runs on identity * (1 - w) + style * w: w = 1 full style, 0 the content's own.
 
 How this module reads it, and where it departs (README, "Arbitrary style transfer"):
-- ``model.loss_network``: torchvision's ImageNet VGG-16 (``arch: vgg16``, ``pooling: avg``, layers
-  above). Its weights are PyTorch's, trained on mean/std-normalised inputs, not slim's Caffe
-  conversion, so feature scales differ and Magenta's loss weights (kept as defaults) may balance
-  content, style and tv differently; ``arch: vgg19`` follows seed 004 ("the same VGG-Network").
+- ``model.loss_network``: Caffe's ImageNet VGG-16 (``weights: caffe``, ``arch: vgg16``, ``pooling: avg``,
+  layers above), the model slim's ``vgg_16`` checkpoint was converted from, in Johnson's PyTorch
+  conversion, fed as Magenta feeds it (0-255 minus the mean; BGR, the channel order that conversion
+  kept, where slim's flipped the first layer to RGB: the same function). Magenta's loss weights were
+  set on this feature scale. ``weights: imagenet`` (torchvision's VGG-16, trained on mean/std-normalised
+  inputs) has other feature scales, so the same weights would balance content, style and tv
+  differently; ``arch: vgg19`` follows seed 004 ("the same VGG-Network").
 - the Inception trunk is torchvision's (ReLU where Magenta's arg scope puts ReLU6), fed [-1, 1],
   the range its TF-ported weights were trained on (Magenta feeds [0, 1]).
 - batch-norm momentum 0.1 in the transfer network (slim: 0.001, see ``nets.style_transfer``);
@@ -79,7 +82,8 @@ UNTRAINED_LOSS_NETWORK = (
     "\n" + "!" * 78 + "\n"
     "model.loss_network.weights=null: the VGG loss network is RANDOMLY INITIALISED. Content and style\n"
     "losses on random features do not teach style transfer; this setting is for tests only. Train with\n"
-    "model.loss_network.weights=imagenet (torchvision's file in paths.weights_dir) or a path.\n"
+    "model.loss_network.weights=caffe (Caffe's VGG-16, as Magenta; vgg16-00b39a1b.pth in paths.weights_dir),\n"
+    "imagenet (torchvision's vgg16-397923af.pth) or a path.\n"
     + "!" * 78
 )
 
@@ -175,6 +179,7 @@ class ArbitraryStyleTransfer(ScheduledTranslationModule):
                     weights=config.get("weights"),
                     weights_dir=config.get("weights_dir"),
                     allow_download=bool(config.get("allow_download", False)),
+                    preprocessing=str(config.get("preprocessing", "auto")),
                 )
             object.__setattr__(self, "_loss_network", network.to(self.device))  # not a child: see the module doc
         return self._loss_network

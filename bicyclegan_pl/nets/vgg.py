@@ -9,6 +9,20 @@ ReLUs are not in place for that reason.
 The layers are built in torchvision's order (same module indices as ``vgg19().features``), so
 torchvision's ImageNet files load as they are. Only the layers up to the deepest one asked for are
 built: the classifier (90 % of VGG's parameters) and the unused top layers are never allocated.
+
+Which network, and how it is fed, sets the scale of every feature, and with it what a loss weight
+means. The papers' weights were set on Caffe's VGG fed 0-255 pixels, so three files are known by name:
+
+- ``imagenet``: torchvision's own ImageNet training, fed mean/std-normalised RGB in about [-2, 2];
+- ``caffe``: the VGG authors' Caffe model (the network TF-slim's ``vgg_16`` checkpoint, which Magenta
+  restores, was converted from), in Justin Johnson's PyTorch conversion: torchvision's keys, fed Caffe's
+  input, BGR 0-255 minus the ImageNet mean;
+- ``gatys`` (VGG-19 only): Gatys et al.'s "normalized" VGG-19 (weights rescaled so that every filter's
+  mean activation over images and positions is one), the ``vgg_conv.pth`` of their PyTorch port
+  (keys ``conv1_1.weight`` ...), fed Caffe's input as that port does.
+
+``preprocessing: auto`` feeds each file as it was trained (a path: ``caffe`` for Gatys's key format,
+else ``torchvision``; random weights: ``torchvision``); ``torchvision`` or ``caffe`` force one.
 """
 from __future__ import annotations
 
@@ -25,11 +39,30 @@ from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
 #: convolutions per block (each 3x3, then a ReLU; a 2x2 pooling ends each block)
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 WIDTHS = (64, 128, 256, 512, 512)
-WEIGHT_URLS = {"vgg16": VGG16_Weights.IMAGENET1K_V1.url, "vgg19": VGG19_Weights.IMAGENET1K_V1.url}
+#: weights name -> arch -> the published file
+WEIGHT_URLS = {
+    "imagenet": {"vgg16": VGG16_Weights.IMAGENET1K_V1.url, "vgg19": VGG19_Weights.IMAGENET1K_V1.url},
+    "caffe": {
+        "vgg16": "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth",
+        "vgg19": "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",
+    },
+    "gatys": {"vgg19": "https://bethgelab.org/media/uploads/pytorch_models/vgg_conv.pth"},
+}
+#: weights name -> what the file is, for messages
+WEIGHT_DESCRIPTIONS = {
+    "imagenet": "torchvision, ImageNet",
+    "caffe": "Caffe's ImageNet model, Johnson's PyTorch conversion",
+    "gatys": "Gatys et al.'s normalised VGG-19",
+}
+#: weights name -> the input the file was trained on
+NATIVE_PREPROCESSING = {"imagenet": "torchvision", "caffe": "caffe", "gatys": "caffe"}
+PREPROCESSINGS = ("auto", "torchvision", "caffe")
 POOLINGS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-#: the normalisation torchvision's ImageNet weights expect, for images in [0, 1]
+#: the normalisation torchvision's ImageNet weights expect, for RGB images in [0, 1]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Caffe's VGG input: BGR pixels in 0-255 minus these means (B, G, R), as Gatys et al.'s port and slim's vgg_16 feed it
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 class VGGSettingError(UserError, ValueError):
@@ -51,11 +84,12 @@ def layer_names(arch: str) -> list[str]:
 class VGGFeatures(nn.Module):
     """Frozen VGG-16/19 ``features``: images in [-1, 1] (N, 3, H, W) -> {layer name: activation}.
 
-    ``weights``: ``"imagenet"`` loads torchvision's official file through
-    :func:`~bicyclegan_pl.weights.resolve_weights` (``weights_dir``, the torch hub cache,
+    ``weights``: ``"imagenet"``, ``"caffe"`` or ``"gatys"`` (the module doc) load that published file
+    through :func:`~bicyclegan_pl.weights.resolve_weights` (``weights_dir``, the torch hub cache,
     a download only if ``allow_download``); a path loads that state dict (torchvision's format,
-    ``features.<i>.weight``, or the features alone, ``<i>.weight``); ``None`` keeps a random
-    initialisation (torchvision's for VGG), for tests and for runs that only need the code path.
+    ``features.<i>.weight``, the features alone, ``<i>.weight``, or Gatys et al.'s ``conv1_1.weight``);
+    ``None`` keeps a random initialisation (torchvision's for VGG), for tests and for runs that only
+    need the code path. ``preprocessing``: how images are fed (the module doc).
     ``pooling="avg"`` replaces every max pooling by average pooling (Gatys et al.'s choice for
     synthesis); the weights are the same either way.
     """
@@ -68,6 +102,7 @@ class VGGFeatures(nn.Module):
         weights: str | None = "imagenet",
         weights_dir: str | Path | None = None,
         allow_download: bool = False,
+        preprocessing: str = "auto",
     ) -> None:
         super().__init__()
         names = layer_names(arch)
@@ -77,18 +112,28 @@ class VGGFeatures(nn.Module):
             raise VGGSettingError(f"VGG layers {list(layers)}: {problem}; the layers of {arch} are {', '.join(names)}.")
         if pooling not in POOLINGS:
             raise VGGSettingError(f"VGG pooling={pooling!r}: choose from {sorted(POOLINGS)}.")
+        if preprocessing not in PREPROCESSINGS:
+            raise VGGSettingError(f"VGG preprocessing={preprocessing!r}: choose from {', '.join(PREPROCESSINGS)}.")
         self.arch = arch
         self.layers = tuple(layers)
         depth = max(names.index(layer) for layer in layers) + 1
         self.names = names[:depth]
         self.features = nn.Sequential(*build_layers(arch, pooling)[:depth])
+        native = "torchvision"
         if weights is None:
             initialise(self.features)
         else:
-            load_weights(self.features, arch, weights_file(arch, weights, weights_dir, allow_download))
+            native = load_weights(self.features, arch, weights_file(arch, weights, weights_dir, allow_download))
+            native = NATIVE_PREPROCESSING.get(weights, native)
+        #: "torchvision" (mean/std-normalised RGB) or "caffe" (BGR 0-255 minus the mean)
+        self.preprocessing = native if preprocessing == "auto" else preprocessing
         self.features.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if self.preprocessing == "caffe":  # (unit BGR - mean / 255) * 255 = BGR 0-255 minus the mean
+            mean, std = [m / 255.0 for m in CAFFE_MEAN_BGR], [1 / 255.0] * 3
+        else:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.eval()
 
     def train(self, mode: bool = True) -> VGGFeatures:
@@ -97,7 +142,10 @@ class VGGFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         wanted = set(self.layers)
-        hidden = ((images + 1) / 2 - self.mean) / self.std
+        unit = (images + 1) / 2
+        if self.preprocessing == "caffe":
+            unit = unit.flip(1)  # RGB -> BGR
+        hidden = (unit - self.mean) / self.std
         found: dict[str, Tensor] = {}
         for name, layer in zip(self.names, self.features):
             hidden = layer(hidden)
@@ -128,23 +176,40 @@ def initialise(features: nn.Module) -> None:
 
 
 def weights_file(arch: str, weights: str, weights_dir: str | Path | None, allow_download: bool) -> Path:
-    """The state dict file ``weights`` names: torchvision's ImageNet file, or a path."""
-    if weights == "imagenet":
-        return resolve_weights(WEIGHT_URLS[arch], weights_dir, allow_download, f"{arch.upper()} (torchvision, ImageNet)")
+    """The state dict file ``weights`` names: a published file (:data:`WEIGHT_URLS`), or a path."""
+    if weights in WEIGHT_URLS:
+        if arch not in WEIGHT_URLS[weights]:
+            raise VGGSettingError(f"VGG weights={weights!r} exist for {', '.join(WEIGHT_URLS[weights])} only, not arch={arch!r}.")
+        what = f"{arch.upper()} ({WEIGHT_DESCRIPTIONS[weights]})"
+        return resolve_weights(WEIGHT_URLS[weights][arch], weights_dir, allow_download, what)
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsNotFoundError(f"The {arch.upper()} weights file {path} does not exist (weights: \"imagenet\" or a path to a state dict).")
+        raise WeightsNotFoundError(
+            f"The {arch.upper()} weights file {path} does not exist "
+            f"(weights: {', '.join(repr(name) for name in WEIGHT_URLS)}, or a path to a state dict)."
+        )
     return path
 
 
-def load_weights(features: nn.Sequential, arch: str, path: Path) -> None:
-    """Load the parameters of ``features`` (the first layers of ``arch``) from ``path``."""
+def load_weights(features: nn.Sequential, arch: str, path: Path) -> str:
+    """Load the parameters of ``features`` (the first layers of ``arch``) from ``path``; return the
+    preprocessing the file's format implies (Gatys et al.'s layer names: ``caffe``, else ``torchvision``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    layers = {key.removeprefix("features."): value for key, value in state.items() if not key.startswith("classifier.")}
+    names = layer_names(arch)
+    if any(key.startswith("conv1_1.") for key in state):  # Gatys et al.'s port: conv<b>_<i>.weight / .bias
+        layers = {f"{names.index(key.split('.')[0])}.{key.split('.')[1]}": value for key, value in state.items() if key.split(".")[0] in names}
+        native = "caffe"
+    else:
+        layers = {key.removeprefix("features."): value for key, value in state.items() if not key.startswith("classifier.")}
+        native = "torchvision"
+    expected = f"(torchvision's keys features.<index>.weight/bias, as {WEIGHT_URLS['imagenet'][arch].rsplit('/', 1)[-1]}, or Gatys et al.'s conv1_1.weight ...)"
+    missing = [key for key in features.state_dict() if key not in layers]
+    if missing:  # named as the layers are: "conv1_1.bias", not "0.bias"
+        readable = [f"{names[int(key.split('.')[0])]}.{key.split('.')[1]}" for key in missing]
+        raise VGGSettingError(f"{path} is not a {arch} state dict {expected}: it lacks {', '.join(readable[:3])}{' and more' if len(readable) > 3 else ''}.")
     try:
-        features.load_state_dict({key: value for key, value in layers.items() if int(key.split(".", 1)[0]) < len(features)})
+        features.load_state_dict({key: value for key, value in layers.items() if key.split(".", 1)[0].isdigit() and int(key.split(".", 1)[0]) < len(features)})
     except (ValueError, RuntimeError) as error:
-        raise VGGSettingError(
-            f"{path} is not a torchvision {arch} state dict (keys features.<index>.weight/bias, as torchvision's "
-            f"{WEIGHT_URLS[arch].rsplit('/', 1)[-1]}): {str(error).splitlines()[0]}"
-        ) from error
+        detail = " ".join(line.strip() for line in str(error).splitlines()[1:3]) or str(error)
+        raise VGGSettingError(f"{path} is not a {arch} state dict {expected}: {detail}") from error
+    return native
