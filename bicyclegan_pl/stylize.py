@@ -69,6 +69,10 @@ def gatys_method(cfg: DictConfig, device: torch.device) -> StylizeFunction:
         allow_download=bool(cfg.vgg.allow_download),
         preprocessing=str(cfg.vgg.get("preprocessing", "auto")),
     ).to(device)
+    normalize = cfg.vgg.get("normalize")
+    if normalize is not None and normalize.get("images") is not None:  # Gatys et al.'s rescaling, on these images
+        _, images = load_images(normalize.images, "vgg.normalize.images", _positive(normalize, "size"), _positive(normalize, "count"))
+        vgg.normalize_activations(images.to(device))
 
     def run(content: Tensor, style: Tensor, seeds: Sequence[int]) -> Stylized:
         return gatys_stylize(vgg, content, style, settings, seeds)

@@ -128,6 +128,30 @@ def test_the_papers_caffe_networks_load_by_name_and_are_fed_caffes_input(tmp_pat
         VGGFeatures(layers=["relu1_2"], weights=None, preprocessing="bgr")
 
 
+@pytest.mark.parametrize("preprocessing", ["torchvision", "caffe"])
+def test_gatys_normalisation_gives_every_filter_a_mean_activation_of_one(preprocessing):
+    """After normalize_activations(images) every rectified feature is the old one divided by its filter's
+    mean over those images and positions (so those means are now one); a raw convolution at the top
+    (conv2_2, whose ReLU is not built) is rescaled by the mean of its rectified output."""
+    torch.manual_seed(0)
+    layers = ["relu1_1", "relu1_2", "pool1", "relu2_1", "conv2_2"]
+    vgg = VGGFeatures(layers=layers, weights=None, preprocessing=preprocessing)
+    images = smooth_images(6, seed=3)
+    with torch.no_grad():
+        before = vgg(images)
+        vgg.normalize_activations(images, batch_size=4)  # two batches: the means are over all six images
+        after = vgg(images)
+    means = {name: before[name].relu().mean(dim=(0, 2, 3)) for name in ["relu1_1", "relu1_2", "relu2_1", "conv2_2"]}
+    for name, mean in means.items():
+        live = mean > 0  # filters that never fire on these images keep their scale
+        assert live.float().mean() > 0.5, name
+        divisor = torch.where(live, mean, torch.ones_like(mean)).view(1, -1, 1, 1)
+        assert torch.allclose(after[name], before[name] / divisor, rtol=1e-4, atol=1e-4), name
+        assert torch.allclose(after[name].relu().mean(dim=(0, 2, 3))[live], torch.ones(int(live.sum())), atol=1e-4), name
+    assert torch.allclose(after["pool1"], F.max_pool2d(after["relu1_2"], 2))
+    assert not torch.allclose(means["relu2_1"], torch.ones_like(means["relu2_1"]), atol=0.1)  # the rescaling did something
+
+
 def test_average_pooling_replaces_every_max_pooling():
     torch.manual_seed(0)
     max_pooled = VGGFeatures(layers=["relu1_2", "pool1", "relu5_1"], pooling="max", weights=None)
@@ -204,6 +228,25 @@ def test_stylize_command_writes_a_grid_and_json_per_pair_and_a_summary(tmp_path)
         assert len(record["total_loss_per_step"]) == 3 and record["seconds"] > 0
         assert record["settings"]["optimizer"] == "adam" and record["settings"]["steps"] == 3
         assert record["style"] == str(style)
+
+
+def test_stylize_normalises_the_network_on_a_folder_when_asked(tmp_path):
+    """vgg.normalize.images rescales the loss network before the optimisation (the losses start elsewhere);
+    a wrong folder names the key."""
+    content = write_images(tmp_path / "content", 1, seed=8)[0]
+    style = write_images(tmp_path / "style", 1, seed=9)[0]
+    write_images(tmp_path / "normalise", 3, seed=10)
+    common = [f"content={content}", f"style={style}", "image_size=32", "steps=2", "optimizer=adam", "vgg.weights=null", "device=cpu"]
+
+    def start_loss(*overrides: str, name: str) -> float:
+        report = stylize(compose_config(*common, *overrides, f"out_dir={tmp_path / name}", config_name="stylize", tiny=False))
+        return json.loads((tmp_path / name / report["pairs"][0]["json"]).read_text())["loss_start"]["total"]
+
+    plain = start_loss(name="plain")
+    normalised = start_loss(f"vgg.normalize.images={tmp_path / 'normalise'}", "vgg.normalize.count=2", "vgg.normalize.size=32", name="normalised")
+    assert normalised != pytest.approx(plain, rel=1e-3)
+    with pytest.raises(UserError, match="vgg.normalize.images=.*nowhere: no such file or folder"):
+        start_loss(f"vgg.normalize.images={tmp_path / 'nowhere'}", name="broken")
 
 
 def test_stylize_user_errors_name_what_to_fix(tmp_path, monkeypatch):

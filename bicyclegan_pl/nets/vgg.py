@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
@@ -140,12 +141,48 @@ class VGGFeatures(nn.Module):
         """Always in eval mode: a frozen feature extractor inside a training system stays one."""
         return super().train(False)
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        wanted = set(self.layers)
+    def network_input(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1] as the network's first layer takes them (``preprocessing``)."""
         unit = (images + 1) / 2
         if self.preprocessing == "caffe":
             unit = unit.flip(1)  # RGB -> BGR
-        hidden = (unit - self.mean) / self.std
+        return (unit - self.mean) / self.std
+
+    @torch.no_grad()
+    def normalize_activations(self, images: Tensor, batch_size: int = 8) -> Tensor:
+        """Gatys et al.'s normalisation, in place: "We normalized the network by scaling the weights such
+        that the mean activation of each convolutional filter over images and positions is equal to one.
+        Such re-scaling can be done for the VGG network without changing its output, because it contains
+        only rectifying linear activation functions and no normalization or pooling over feature maps."
+
+        ``images`` (N, 3, H, W) in [-1, 1] are the images the means are taken over. One pass measures every
+        filter's mean rectified activation m of the network as it is; then each convolution's weights
+        are multiplied by the previous layer's m (undoing that layer's rescaling) and divided, with its
+        bias, by its own m, so every ReLU output becomes the old one divided by its m. Filters that never
+        fire keep their scale. Returns the (filters,) means of the last convolution, for reference."""
+        convolutions = [index for index, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
+        sums = {index: torch.zeros(self.features[index].out_channels, device=images.device, dtype=torch.float64) for index in convolutions}
+        counts = dict.fromkeys(convolutions, 0)
+        for start in range(0, images.shape[0], batch_size):
+            hidden = self.network_input(images[start : start + batch_size])
+            for index, layer in enumerate(self.features):
+                hidden = layer(hidden)
+                if index in sums:  # the rectified output, also where the ReLU itself was not built
+                    sums[index] += F.relu(hidden).sum(dim=(0, 2, 3), dtype=torch.float64)
+                    counts[index] += hidden.shape[0] * hidden.shape[2] * hidden.shape[3]
+        previous = torch.ones(3, device=images.device)
+        for index in convolutions:
+            mean = (sums[index] / counts[index]).to(previous.dtype)
+            mean = torch.where(mean > 0, mean, torch.ones_like(mean))
+            convolution = self.features[index]
+            convolution.weight.mul_(previous.view(1, -1, 1, 1) / mean.view(-1, 1, 1, 1))
+            convolution.bias.div_(mean)
+            previous = mean
+        return previous
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        wanted = set(self.layers)
+        hidden = self.network_input(images)
         found: dict[str, Tensor] = {}
         for name, layer in zip(self.names, self.features):
             hidden = layer(hidden)

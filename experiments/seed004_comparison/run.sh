@@ -14,12 +14,22 @@
 # 3. summarise.py: mean ± std over seeds, and each difference with its 95 % interval.
 # No pretrained VGG, Inception or AlexNet file exists on the machine this ran on: by default the VGG of
 # the losses and of the Gram distance, and the FID Inception, are SEEDED RANDOM networks, LPIPS is off.
-# With the files in paths.weights_dir: VGG=imagenet FEATURES=inception LPIPS=alex bash .../run.sh
+# The random loss VGGs are fed the papers' input (PREPROCESSING=caffe: BGR 0-255 minus the mean), and
+# Gatys's is given the paper's normalisation (every filter's mean activation one, over the first 64
+# photos at 64 px: GATYS_NORMALIZE=null turns it off), so that the papers' loss weights meet features of
+# the scale they were set on; PREPROCESSING=torchvision GATYS_NORMALIZE=null is the study's first round.
+# With the files in paths.weights_dir:
+#   LOSS_VGG_GATYS=gatys GATYS_NORMALIZE=null LOSS_VGG_GHIASI=caffe VGG=imagenet PREPROCESSING=auto \
+#   FEATURES=inception LPIPS=alex bash .../run.sh
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-multirun/seed004_comparison}
 DATA=${DATA:-../shared/data/monet2photo_mini}
-VGG=${VGG:-null}
+VGG=${VGG:-null}                        # the judge's VGG-19 (Gram distance)
+LOSS_VGG_GATYS=${LOSS_VGG_GATYS:-null}  # Gatys's loss network
+LOSS_VGG_GHIASI=${LOSS_VGG_GHIASI:-null}
+PREPROCESSING=${PREPROCESSING:-caffe}   # how the loss networks are fed
+GATYS_NORMALIZE=${GATYS_NORMALIZE:-$DATA/trainB}  # the images of Gatys's normalisation (null: none)
 FEATURES=${FEATURES:-randinit}
 LPIPS=${LPIPS:-null}
 CYCLEGAN_EPOCHS=${CYCLEGAN_EPOCHS:-2}
@@ -28,7 +38,8 @@ SIZE=(data.crop_size=64 data.load_size=72 data.num_workers=1)
 CYCLEGAN=(model.generator.ngf=32 model.generator.n_blocks=6 model.discriminator.ndf=32 data.batch_size=4
   trainer.max_epochs=$CYCLEGAN_EPOCHS)
 GHIASI=(model.style_predictor=tiny model.tiny_channels=16 model.transfer_channels=16 model.style_image_size=null
-  model.style_augmentation.random_size=null model.optimizer.lr=0.001 model.loss_network.weights=$VGG data.batch_size=8
+  model.style_augmentation.random_size=null model.optimizer.lr=0.001 model.loss_network.weights=$LOSS_VGG_GHIASI
+  model.loss_network.preprocessing=$PREPROCESSING data.batch_size=8
   trainer.max_epochs=$GHIASI_EPOCHS)
 
 train() {  # run folder, overrides...
@@ -51,7 +62,9 @@ compare() {  # task, seed, direction, methods
   [ -f "$out/compare.json" ] && return 0
   $PYTHON -m bicyclegan_pl.compare cyclegan.ckpt=$OUT/$1/cyclegan/seed$2/checkpoints/last.ckpt \
     ghiasi.ckpt=$OUT/$1/ghiasi/seed$2/checkpoints/last.ckpt direction=$3 "methods=$4" max_images=50 \
-    gatys.steps=100 gatys.init=content gatys.vgg.weights=$VGG style_network.weights=$VGG lpips.net_type=$LPIPS \
+    gatys.steps=100 gatys.init=content gatys.vgg.weights=$LOSS_VGG_GATYS gatys.vgg.preprocessing=$PREPROCESSING \
+    gatys.vgg.normalize.images=$GATYS_NORMALIZE gatys.vgg.normalize.size=64 \
+    style_network.weights=$VGG lpips.net_type=$LPIPS \
     metrics/feature_extractor@feature_extractor=$FEATURES seed=$2 out_dir=$out
 }
 compare colorization 0 AtoB "[gatys,ghiasi,cyclegan]"
