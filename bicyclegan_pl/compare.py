@@ -159,6 +159,7 @@ def compare(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
     outputs: dict[str, Tensor] = {"input": to_rgb(content)}
     seconds: dict[str, float] = {"input": 0.0}
+    diverged: dict[str, list[int]] = {}  # method -> content indices whose optimisation overflowed (Gatys)
     for name, run in runners.items():
         torch.manual_seed(int(cfg.seed))
         produced, spent = [], 0.0
@@ -170,6 +171,9 @@ def compare(cfg: DictConfig) -> dict[str, dict[str, float]]:
             result = run(batch.to(device), to_rgb(style[start:stop]).to(device), seeds)
             produced.append(result.images.float().cpu())
             spent += result.seconds
+            stopped = [start + offset for offset, detail in enumerate(result.details) if detail.get("diverged_at_step") is not None]
+            if stopped:
+                diverged.setdefault(name, []).extend(stopped)
         seconds[name] = spent / len(content)
         outputs[name] = to_rgb(torch.cat(produced).clamp(-1, 1))
         print(f"{name}: {len(content)} images, {seconds[name]:.2f} s per image")
@@ -180,7 +184,7 @@ def compare(cfg: DictConfig) -> dict[str, dict[str, float]]:
             table[name].update(truth_errors(images, to_rgb(task["truth"])))
     for name in table:
         table[name]["seconds_per_image"] = seconds[name]
-    return write_results(cfg, task, outputs, table)
+    return write_results(cfg, task, outputs, table, diverged)
 
 
 def measure(cfg: DictConfig, outputs: dict[str, Tensor], content: Tensor, targets: Tensor, device: torch.device) -> dict[str, dict[str, float]]:
@@ -219,7 +223,9 @@ COLUMNS = (
 TRUTH_COLUMNS = (("l1_to_truth", "L1 to truth (0-255) ↓"), ("psnr_to_truth", "PSNR to truth (dB) ↑"))
 
 
-def write_results(cfg: DictConfig, task: dict[str, Any], outputs: dict[str, Tensor], table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def write_results(
+    cfg: DictConfig, task: dict[str, Any], outputs: dict[str, Tensor], table: dict[str, dict[str, float]], diverged: dict[str, list[int]]
+) -> dict[str, dict[str, float]]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     measured = next(iter(table.values()))
@@ -233,10 +239,12 @@ def write_results(cfg: DictConfig, task: dict[str, Any], outputs: dict[str, Tens
         f"{len(task['content'])} content images, {len(task['targets'])} target-domain images; "
         f"feature extractor `{cfg.feature_extractor._target_}`.\n\n"
     )
+    for name, indices in diverged.items():  # their outputs are their last images of finite loss
+        header += f"{name}: the optimisation of {len(indices)} image(s) overflowed and stopped early (content {indices}).\n\n"
     markdown = header + "\n".join(rows) + "\n"
     (out_dir / "compare.md").write_text(markdown)
     summary = {
-        "methods": table, "direction": cfg.direction, "data": task["data"],
+        "methods": table, "diverged": diverged, "direction": cfg.direction, "data": task["data"],
         "content": task["content_paths"], "style": task["style_paths"], "targets": task["target_paths"],
         "settings": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -173,3 +173,15 @@ def test_compare_user_errors_are_one_line_messages(task, tmp_path):
     no_task = compose_config("methods=[gatys]", f"out_dir={tmp_path}", config_name="compare", tiny=False)
     with pytest.raises(ValueError, match="No task data"):
         compare(no_task)
+
+
+def test_compare_reports_gatys_images_whose_optimisation_overflowed(task, tmp_path):
+    """An absurd Adam step overflows every image's loss at step 1: each keeps its start (the content) and
+    compare.json / compare.md name them, where NaN images would otherwise have turned every column to NaN."""
+    out_dir = tmp_path / "out"
+    overrides = [*offline_settings(task, out_dir), "methods=[gatys,cyclegan]", "gatys.optimizer=adam", "gatys.lr=1e30", "gatys.init=content"]
+    table = compare(compose_config(*overrides, config_name="compare", tiny=False))
+    assert np.isfinite(list(table["gatys"].values())).all()
+    assert table["gatys"]["ssim_to_input"] == pytest.approx(1.0, abs=1e-4)  # each kept its content start
+    assert json.loads((out_dir / "compare.json").read_text())["diverged"] == {"gatys": [0, 1, 2, 3, 4, 5]}
+    assert "gatys: the optimisation of 6 image(s) overflowed and stopped early" in (out_dir / "compare.md").read_text()

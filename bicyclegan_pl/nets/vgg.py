@@ -149,7 +149,7 @@ class VGGFeatures(nn.Module):
         return (unit - self.mean) / self.std
 
     @torch.no_grad()
-    def normalize_activations(self, images: Tensor, batch_size: int = 8) -> Tensor:
+    def normalize_activations(self, images: Tensor, batch_size: int = 8) -> None:
         """Gatys et al.'s normalisation, in place: "We normalized the network by scaling the weights such
         that the mean activation of each convolutional filter over images and positions is equal to one.
         Such re-scaling can be done for the VGG network without changing its output, because it contains
@@ -159,7 +159,7 @@ class VGGFeatures(nn.Module):
         filter's mean rectified activation m of the network as it is; then each convolution's weights
         are multiplied by the previous layer's m (undoing that layer's rescaling) and divided, with its
         bias, by its own m, so every ReLU output becomes the old one divided by its m. Filters that never
-        fire keep their scale. Returns the (filters,) means of the last convolution, for reference."""
+        fire keep their scale."""
         convolutions = [index for index, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
         sums = {index: torch.zeros(self.features[index].out_channels, device=images.device, dtype=torch.float64) for index in convolutions}
         counts = dict.fromkeys(convolutions, 0)
@@ -178,7 +178,6 @@ class VGGFeatures(nn.Module):
             convolution.weight.mul_(previous.view(1, -1, 1, 1) / mean.view(-1, 1, 1, 1))
             convolution.bias.div_(mean)
             previous = mean
-        return previous
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         wanted = set(self.layers)

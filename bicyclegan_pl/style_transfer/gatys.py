@@ -6,6 +6,10 @@ Several content images are stylised at once, but each remains its own problem: t
 image, every image has its own optimiser (its own Adam moments, its own L-BFGS history), and only
 the VGG forward and backward passes are shared. A batch therefore gives, up to floating-point
 rounding, what each image would alone, for Adam and for L-BFGS alike.
+
+L-BFGS without line search (the authors' port) can take a step so large that the loss overflows.
+An image whose loss stops being finite is put back to its last image of finite loss and optimised no
+further; its details say at which step (``diverged_at_step``), and the others go on unaffected.
 """
 from __future__ import annotations
 
@@ -142,31 +146,47 @@ def gatys_stylize(
         losses = GatysLosses(settings, vgg(content), vgg(style))
     start = initial_images(content, settings.init, range(batch) if seeds is None else seeds)
     images = [start[index : index + 1].clone().requires_grad_(True) for index in range(batch)]
+    last_finite = [image.detach().clone() for image in images]  # each image's latest one of finite loss
+    diverged_at: list[int | None] = [None] * batch
     optimizers = [make_optimizer(image, settings) for image in images]
     history: list[list[float]] = [[] for _ in range(batch)]
     first: list[dict[str, float]] = []
     bar = tqdm(range(settings.steps), desc=f"gatys {settings.optimizer} x{batch}", unit="step", leave=False, disable=not progress)
-    for _ in bar:
+    for step in bar:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         current = losses(vgg(torch.cat(images)))
-        current["total"].sum().backward()
         totals = current["total"].detach()
         if not first:
             first = _per_image(current)
+        finite = torch.isfinite(totals).tolist()
+        for index in range(batch):
+            if diverged_at[index] is not None:
+                continue
+            if finite[index]:
+                last_finite[index].copy_(images[index].detach())
+                history[index].append(float(totals[index]))
+            else:
+                diverged_at[index] = step
+                with torch.no_grad():
+                    images[index].copy_(last_finite[index])
+                bar.write(f"gatys: image {index}'s loss is {float(totals[index])} at step {step}; it keeps its image of step {step - 1}")
+        active = torch.tensor([at is None for at in diverged_at], device=totals.device)
+        if not active.any():
+            break
+        torch.where(active, current["total"], torch.zeros_like(current["total"])).sum().backward()
         for index, optimizer in enumerate(optimizers):
-            # the closure hands back the loss just computed: L-BFGS without line search and with
-            # max_iter=1 evaluates it exactly once per step, before its update
-            optimizer.step(lambda index=index: totals[index])
-        values = totals.tolist()
-        for index, value in enumerate(values):
-            history[index].append(value)
-        bar.set_postfix(loss=f"{sum(values) / batch:.4g}")
+            if diverged_at[index] is None:
+                # the closure hands back the loss just computed: L-BFGS without line search and with
+                # max_iter=1 evaluates it exactly once per step, before its update
+                optimizer.step(lambda index=index: totals[index])
+        bar.set_postfix(loss=f"{float(totals[active].mean()):.4g}")
     result = torch.cat(images).detach().clamp(-1, 1)
     with torch.no_grad():
         last = _per_image(losses(vgg(result)))
     seconds = time.perf_counter() - started
     details: list[dict[str, Any]] = [
-        {"loss_start": first[index], "loss_end": last[index], "total_loss_per_step": history[index]} for index in range(batch)
+        {"loss_start": first[index], "loss_end": last[index], "total_loss_per_step": history[index], "diverged_at_step": diverged_at[index]}
+        for index in range(batch)
     ]
     return Stylized(images=result, seconds=seconds, details=details)
