@@ -239,7 +239,7 @@ def write_results(
         f"{len(task['content'])} content images, {len(task['targets'])} target-domain images; "
         f"feature extractor `{cfg.feature_extractor._target_}`.\n\n"
     )
-    for name, indices in diverged.items():  # their outputs are their last images of finite loss
+    for name, indices in diverged.items():  # their outputs are their images of lowest loss
         header += f"{name}: the optimisation of {len(indices)} image(s) overflowed and stopped early (content {indices}).\n\n"
     markdown = header + "\n".join(rows) + "\n"
     (out_dir / "compare.md").write_text(markdown)

@@ -132,13 +132,13 @@ def test_the_papers_caffe_networks_load_by_name_and_are_fed_caffes_input(tmp_pat
 def test_an_image_whose_loss_overflows_keeps_its_last_finite_image_and_the_others_go_on(vgg):
     """Image 0 starts at its own optimum (content = style = start: zero loss and gradient) and never
     moves; image 1 is thrown out of range by an absurd step, so its loss overflows at step 1: it gets
-    its step-0 image back, stops, and says so, while image 0 runs all its steps."""
+    its best image (step 0's) back, stops, and says so, while image 0 runs all its steps."""
     content = smooth_images(2, seed=11)
     style = torch.stack([content[0], smooth_images(1, seed=12)[0]])
     settings = GatysSettings(optimizer="adam", lr=1e30, steps=4, init="content")
     result = gatys_stylize(vgg, content, style, settings, progress=False)
     kept, diverged = result.details
-    assert diverged["diverged_at_step"] == 1 and len(diverged["total_loss_per_step"]) == 1
+    assert diverged["diverged_at_step"] == 1 and diverged["kept_step"] == 0 and len(diverged["total_loss_per_step"]) == 1
     assert torch.equal(result.images[1], content[1].clamp(-1, 1))
     assert kept["diverged_at_step"] is None and kept["total_loss_per_step"] == [0.0] * 4
     assert torch.equal(result.images[0], content[0].clamp(-1, 1))

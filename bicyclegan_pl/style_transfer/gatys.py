@@ -7,9 +7,10 @@ image, every image has its own optimiser (its own Adam moments, its own L-BFGS h
 the VGG forward and backward passes are shared. A batch therefore gives, up to floating-point
 rounding, what each image would alone, for Adam and for L-BFGS alike.
 
-L-BFGS without line search (the authors' port) can take a step so large that the loss overflows.
-An image whose loss stops being finite is put back to its last image of finite loss and optimised no
-further; its details say at which step (``diverged_at_step``), and the others go on unaffected.
+L-BFGS without line search (the authors' port) can take steps so large that the loss climbs by
+orders of magnitude and then overflows. An image whose loss stops being finite is put back to its
+image of lowest loss so far and optimised no further; its details say at which step it overflowed
+(``diverged_at_step``) and which step's image it keeps (``kept_step``); the others go on unaffected.
 """
 from __future__ import annotations
 
@@ -146,7 +147,8 @@ def gatys_stylize(
         losses = GatysLosses(settings, vgg(content), vgg(style))
     start = initial_images(content, settings.init, range(batch) if seeds is None else seeds)
     images = [start[index : index + 1].clone().requires_grad_(True) for index in range(batch)]
-    last_finite = [image.detach().clone() for image in images]  # each image's latest one of finite loss
+    best = [image.detach().clone() for image in images]  # each image's one of lowest loss so far
+    best_loss, best_step = [float("inf")] * batch, [0] * batch
     diverged_at: list[int | None] = [None] * batch
     optimizers = [make_optimizer(image, settings) for image in images]
     history: list[list[float]] = [[] for _ in range(batch)]
@@ -164,13 +166,15 @@ def gatys_stylize(
             if diverged_at[index] is not None:
                 continue
             if finite[index]:
-                last_finite[index].copy_(images[index].detach())
                 history[index].append(float(totals[index]))
+                if history[index][-1] < best_loss[index]:
+                    best[index].copy_(images[index].detach())
+                    best_loss[index], best_step[index] = history[index][-1], step
             else:
                 diverged_at[index] = step
                 with torch.no_grad():
-                    images[index].copy_(last_finite[index])
-                bar.write(f"gatys: image {index}'s loss is {float(totals[index])} at step {step}; it keeps its image of step {step - 1}")
+                    images[index].copy_(best[index])
+                bar.write(f"gatys: image {index}'s loss is {float(totals[index])} at step {step}; it keeps its best image, of step {best_step[index]}")
         active = torch.tensor([at is None for at in diverged_at], device=totals.device)
         if not active.any():
             break
@@ -186,7 +190,8 @@ def gatys_stylize(
         last = _per_image(losses(vgg(result)))
     seconds = time.perf_counter() - started
     details: list[dict[str, Any]] = [
-        {"loss_start": first[index], "loss_end": last[index], "total_loss_per_step": history[index], "diverged_at_step": diverged_at[index]}
+        {"loss_start": first[index], "loss_end": last[index], "total_loss_per_step": history[index], "diverged_at_step": diverged_at[index],
+         "kept_step": None if diverged_at[index] is None else best_step[index]}
         for index in range(batch)
     ]
     return Stylized(images=result, seconds=seconds, details=details)
