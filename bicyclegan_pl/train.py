@@ -94,6 +94,7 @@ def _train_in(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
     model = instantiate(cfg.model, _convert_="all")
     model.validate_schedule()
+    model.check_pretrained_files(resuming=resume is not None)  # a missing weights file stops here, before the loggers
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))

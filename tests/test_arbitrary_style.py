@@ -219,6 +219,31 @@ def test_pretrained_weights_load_lazily_and_missing_ones_name_file_and_url(tmp_p
     assert all(torch.equal(loaded[key], value) for key, value in official.state_dict().items())
 
 
+def test_train_names_a_missing_loss_network_file_before_any_logger_starts(tmp_path, monkeypatch):
+    """train checks the files setup would load before it opens its loggers: no csv (or W&B) run is
+    left behind by a training that cannot start; a resumed fit needs the loss network, not Inception."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights_dir = tmp_path / "weights"
+    run_dir = tmp_path / "run"
+    result = run_train(
+        *TINY_STYLE_CLI, "model.loss_network.weights=caffe", "model.loss_network.allow_download=false",
+        f"paths.weights_dir={weights_dir}", f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode != 0
+    assert "vgg16-00b39a1b.pth was not found" in result.stderr + result.stdout
+    assert not (run_dir / "csv").exists()
+    model = tiny_model(
+        "model.style_predictor=inception", "model.style_image_size=75", "model.style_augmentation.random_size=null",
+        "model.inception.weights=imagenet", "model.inception.allow_download=false",
+        "model.loss_network.weights=caffe", "model.loss_network.allow_download=false", f"paths.weights_dir={weights_dir}",
+    )
+    weights_dir.mkdir()
+    (weights_dir / "vgg16-00b39a1b.pth").write_bytes(b"")  # found is enough: setup loads it
+    model.check_pretrained_files(resuming=True)
+    with pytest.raises(WeightsNotFoundError, match="inception_v3_google-0cc3c7bd.pth was not found"):
+        model.check_pretrained_files(resuming=False)
+
+
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory):
     """A tiny system trained for 2 iterations by the train command, offline; its run folder."""

@@ -74,8 +74,8 @@ from bicyclegan_pl.errors import UserError
 from bicyclegan_pl.losses.style import gram_matrix
 from bicyclegan_pl.models.base import ScheduledTranslationModule
 from bicyclegan_pl.models.style_images import StyleAugmentation, resize_smaller_side
-from bicyclegan_pl.nets.style_transfer import INCEPTION_MIN_SIZE, InceptionEncoder, build_arbitrary_style_network
-from bicyclegan_pl.nets.vgg import VGGFeatures
+from bicyclegan_pl.nets.style_transfer import INCEPTION_MIN_SIZE, InceptionEncoder, build_arbitrary_style_network, inception_weights_file
+from bicyclegan_pl.nets.vgg import VGGFeatures, weights_file
 from bicyclegan_pl.runtime.schedule import ForwardResults, ResultSpec
 
 UNTRAINED_LOSS_NETWORK = (
@@ -183,6 +183,16 @@ class ArbitraryStyleTransfer(ScheduledTranslationModule):
                 )
             object.__setattr__(self, "_loss_network", network.to(self.device))  # not a child: see the module doc
         return self._loss_network
+
+    def check_pretrained_files(self, resuming: bool) -> None:
+        """The loss network's file (every fit) and, for a new fit, Inception-v3's: found (or
+        downloaded, where allowed) now, before ``train`` opens its loggers, though both load in ``setup``."""
+        config = self.loss_network_config
+        if config.get("weights") is not None:
+            weights_file(config.get("arch", "vgg16"), str(config["weights"]), config.get("weights_dir"), bool(config.get("allow_download", False)))
+        inception = self.inception_config
+        if not resuming and isinstance(self.network.predictor.encoder, InceptionEncoder) and inception.get("weights") is not None:
+            inception_weights_file(str(inception["weights"]), inception.get("weights_dir"), bool(inception.get("allow_download", False)))
 
     def _apply(self, fn, recurse: bool = True):
         # .to(device) / .to(dtype) also move the loss network, which is not a registered child

@@ -250,6 +250,12 @@ class ScheduledTranslationModule(L.LightningModule):
         """Parse the schedule now, so a config mistake fails before any data is loaded."""
         _ = self.engine
 
+    def check_pretrained_files(self, resuming: bool) -> None:
+        """Raise the error that names any pretrained file a fit of this system will read and cannot
+        find. ``train`` calls it before a logger opens a run (a W&B run for a training that cannot
+        start); ``resuming``: the fit continues a checkpoint, so files that only start a new fit are
+        not needed. Systems that read such files lazily (in ``setup``) override it."""
+
     def compute_loss_term(self, name: str, results: ForwardResults) -> Tensor:
         return self._loss_terms[name](results)
 

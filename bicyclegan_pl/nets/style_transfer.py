@@ -174,15 +174,7 @@ class InceptionEncoder(nn.Module):
         torchvision's keys, or None (keep the random initialisation: tests, ablations)."""
         if weights is None:
             return
-        if weights == "imagenet":
-            path = resolve_weights(INCEPTION_URL, weights_dir, allow_download, "Inception-v3 (style prediction)")
-        else:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"The Inception-v3 weights file {path} does not exist (model.inception.weights: imagenet for "
-                    f"torchvision's {INCEPTION_URL}, a path, or null for random initialisation)."
-                )
+        path = inception_weights_file(weights, weights_dir, allow_download)
         state = torch.load(path, map_location="cpu", weights_only=True)
         own = self.state_dict()
         # files saved before BatchNorm counted its batches have no num_batches_tracked
@@ -193,6 +185,20 @@ class InceptionEncoder(nn.Module):
                 f"{' and more' if len(missing) > 3 else ''}."
             )
         self.load_state_dict({key: state[key] for key in own if key in state}, strict=False)
+
+
+def inception_weights_file(weights: str, weights_dir: str | Path | None, allow_download: bool) -> Path:
+    """The file ``weights`` names: ``imagenet`` (torchvision's official file, looked up by
+    :func:`~bicyclegan_pl.weights.resolve_weights`) or a path."""
+    if weights == "imagenet":
+        return resolve_weights(INCEPTION_URL, weights_dir, allow_download, "Inception-v3 (style prediction)")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"The Inception-v3 weights file {path} does not exist (model.inception.weights: imagenet for "
+            f"torchvision's {INCEPTION_URL}, a path, or null for random initialisation)."
+        )
+    return path
 
 
 class TinyStyleEncoder(nn.Module):
