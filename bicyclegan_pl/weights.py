@@ -56,6 +56,17 @@ def resolve_weights(url: str, weights_dir: str | Path | None, allow_download: bo
     )
 
 
+def named_or_path(weights: str, named: dict[str, str], weights_dir: str | Path | None, allow_download: bool, what: str, hint: str) -> Path:
+    """The file ``weights`` names: a key of ``named`` (name -> published URL, found or downloaded by
+    :func:`resolve_weights`) or the path of an existing file; ``hint`` says in the error what may be given."""
+    if weights in named:
+        return resolve_weights(named[weights], weights_dir, allow_download, what)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"The {what} weights file {path} does not exist ({hint}).")
+    return path
+
+
 @contextlib.contextmanager
 def torch_hub_with(weight_file: Path) -> Iterator[None]:
     """Point the torch hub cache at a folder whose checkpoints/ holds ``weight_file``, so

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import named_or_path
 
 #: torchvision's ImageNet Inception-v3 (ported from TF-slim's checkpoint; takes images in [-1, 1])
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
@@ -190,15 +190,8 @@ class InceptionEncoder(nn.Module):
 def inception_weights_file(weights: str, weights_dir: str | Path | None, allow_download: bool) -> Path:
     """The file ``weights`` names: ``imagenet`` (torchvision's official file, looked up by
     :func:`~bicyclegan_pl.weights.resolve_weights`) or a path."""
-    if weights == "imagenet":
-        return resolve_weights(INCEPTION_URL, weights_dir, allow_download, "Inception-v3 (style prediction)")
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"The Inception-v3 weights file {path} does not exist (model.inception.weights: imagenet for "
-            f"torchvision's {INCEPTION_URL}, a path, or null for random initialisation)."
-        )
-    return path
+    hint = f"model.inception.weights: imagenet for torchvision's {INCEPTION_URL}, a path, or null for random initialisation"
+    return named_or_path(weights, {"imagenet": INCEPTION_URL}, weights_dir, allow_download, "Inception-v3 (style prediction)", hint)
 
 
 class TinyStyleEncoder(nn.Module):

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
 from bicyclegan_pl.errors import UserError
-from bicyclegan_pl.weights import WeightsNotFoundError, resolve_weights
+from bicyclegan_pl.weights import named_or_path
 
 #: convolutions per block (each 3x3, then a ReLU; a 2x2 pooling ends each block)
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -213,18 +213,12 @@ def initialise(features: nn.Module) -> None:
 
 def weights_file(arch: str, weights: str, weights_dir: str | Path | None, allow_download: bool) -> Path:
     """The state dict file ``weights`` names: a published file (:data:`WEIGHT_URLS`), or a path."""
-    if weights in WEIGHT_URLS:
-        if arch not in WEIGHT_URLS[weights]:
-            raise VGGSettingError(f"VGG weights={weights!r} exist for {', '.join(WEIGHT_URLS[weights])} only, not arch={arch!r}.")
-        what = f"{arch.upper()} ({WEIGHT_DESCRIPTIONS[weights]})"
-        return resolve_weights(WEIGHT_URLS[weights][arch], weights_dir, allow_download, what)
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"The {arch.upper()} weights file {path} does not exist "
-            f"(weights: {', '.join(repr(name) for name in WEIGHT_URLS)}, or a path to a state dict)."
-        )
-    return path
+    if weights in WEIGHT_URLS and arch not in WEIGHT_URLS[weights]:
+        raise VGGSettingError(f"VGG weights={weights!r} exist for {', '.join(WEIGHT_URLS[weights])} only, not arch={arch!r}.")
+    what = f"{arch.upper()} ({WEIGHT_DESCRIPTIONS[weights]})" if weights in WEIGHT_URLS else arch.upper()
+    named = {name: urls[arch] for name, urls in WEIGHT_URLS.items() if arch in urls}
+    hint = f"weights: {', '.join(repr(name) for name in WEIGHT_URLS)}, or a path to a state dict"
+    return named_or_path(weights, named, weights_dir, allow_download, what, hint)
 
 
 def load_weights(features: nn.Sequential, arch: str, path: Path) -> str:
